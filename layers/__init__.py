@@ -1,0 +1,1 @@
+"""fairverify: layers."""
