@@ -23,6 +23,10 @@ P1_FAULTS = ("swapped-weights", "clip-after-projection")
 P2_FAULTS = ("no-projection", "no-inverse")
 P3_FAULTS = ("wrong-constant",)
 
+# Group sizes (n0, n1) of the concrete KKT instances; unequal sizes, so swapped weights show.
+SIZES = ((1, 2), (2, 3), (3, 1))
+SIZES_FULL = SIZES + ((4, 3), (2, 5))
+
 
 def _check_fault(fault: str | None, known: tuple[str, ...]) -> None:
     if fault is not None and fault not in known:
@@ -321,7 +325,7 @@ def p2_jacobian(full: bool = False, fault: str | None = None) -> list[Finding]:
 # P3: the eps-sensitivity of L5
 # ---------------------------------------------------------------------------------------------
 
-def p3_sensitivity(sizes, fault: str | None = None) -> list[Finding]:
+def p3_sensitivity(full: bool = False, fault: str | None = None) -> list[Finding]:
     """||dy/d eps|| = 1/||a|| = sqrt(n0 n1/(n0 + n1)) (one DP attribute, no box, |d| > eps).
 
     General case: differentiate L7's closed form (symbolic n0, n1; verified against KKT by P1).
@@ -350,7 +354,7 @@ def p3_sensitivity(sizes, fault: str | None = None) -> list[Finding]:
     ident = residual(1 / (n0 * (1 / n0) ** 2 + n1 * (1 / n1) ** 2) - n0 * n1 / (n0 + n1))
     out.append(Finding(case="inverse-norm", figure=ident, bound=0.0,
                        detail=f"1/||a||^2 = n0 n1/(n0 + n1) for a = 1_S0/n0 - 1_S1/n1: residual {ident:.3g}"))
-    for n0, n1 in sizes:
+    for n0, n1 in SIZES_FULL if full else SIZES:
         b = n0 + n1
         a = dp_row(n0, n1)
         z = sp.Matrix(sp.symbols(f"z0:{b}", real=True))
@@ -369,5 +373,5 @@ def p3_sensitivity(sizes, fault: str | None = None) -> list[Finding]:
 def p1_closed_forms(full: bool = False, fault: str | None = None) -> list[Finding]:
     """P1: L7's closed forms follow from the KKT system (general, instances) and the box case."""
     _check_fault(fault, P1_FAULTS)
-    sizes = [(1, 2), (2, 3), (3, 1)] + ([(4, 3), (2, 5)] if full else [])
+    sizes = SIZES_FULL if full else SIZES
     return p1_closed_form_general(fault) + p1_closed_form_instances(sizes, fault) + p1_box(fault)
