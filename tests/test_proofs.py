@@ -81,3 +81,16 @@ def test_bad_input_raises():
         projection.box_multiplier([3, 3], [1, 1], 0, 1, 2)      # a^T y >= 2 on the box
     with pytest.raises(ValueError, match="denominator"):
         rational(0.1234567, 8)
+
+
+def test_no_torch_or_cvxpy_needed():
+    """The proof checks import neither torch nor cvxpy (they must run in a numpy + sympy environment)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, verify.claims_proofs; "
+            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'cvxpy', 'cvxpylayers'}); "
+            "assert not bad, bad")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=root)
