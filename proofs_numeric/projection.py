@@ -71,14 +71,14 @@ def dp_row(n0: int, n1: int) -> sp.Matrix:
 
 
 def p1_closed_form_general(fault: str | None = None) -> list[Finding]:
-    """KKT derivation with symbolic group sizes n0, n1 and symbolic group means m0, m1.
+    """KKT derivation with symbolic group sizes n0, n1 and symbolic d = a^T z = mean_0(z) - mean_1(z).
 
-    Stationarity gives y_i = z_i - mu a_i / 2, so y - z is constant on each group and a^T y
-    = (m0 - m1) - mu ||a||^2 / 2. The active side s fixes a^T y = s eps; solve for mu and compare
-    the shifts with L7. Dual feasibility: s mu = 2 delta / ||a||^2, >= 0 exactly when |d| >= eps.
+    Stationarity gives y_i = z_i - mu a_i / 2, so y - z is constant on each group and
+    a^T y = d - mu ||a||^2 / 2. The active side s fixes a^T y = s eps; solve for mu and compare the
+    shifts with L7. Dual feasibility: s mu = 2 delta / ||a||^2 > 0 on the region |d| > eps, sign d = s.
     """
     n0, n1 = sp.symbols("n0 n1", positive=True, integer=True)
-    m0, m1, mu = sp.symbols("m0 m1 mu", real=True)
+    mu = sp.Symbol("mu", real=True)
     eps = sp.Symbol("eps", nonnegative=True)
     dl = sp.Symbol("delta", positive=True)          # |d| - eps on the active side
     a0, a1 = 1 / n0, -1 / n1
@@ -98,7 +98,7 @@ def p1_closed_form_general(fault: str | None = None) -> list[Finding]:
         fig = max(r, dual) if dual_ok else float("inf")
         out.append(Finding(
             case=f"general-{'upper' if side > 0 else 'lower'}", figure=fig, bound=0.0,
-            detail=f"symbolic n0, n1, group means; a^T y = {'+' if side > 0 else '-'}eps active: "
+            detail=f"symbolic n0, n1, d; a^T y = {'+' if side > 0 else '-'}eps active: "
                    f"residual(KKT shift - L7 shift) = {r:.3g}, s*mu = 2 delta/||a||^2 > 0: {dual_ok}",
             evidence={"mu": str(sp.simplify(mu_s.subs(dl, sp.Abs(d) - eps))),
                       "norm2": str(sp.simplify(norm2))}))
