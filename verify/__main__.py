@@ -1,7 +1,8 @@
-"""`python -m verify`: placeholder until the CLI lands (issue 4) - prints the registered claims."""
+"""``python -m verify``: see :mod:`verify.cli`."""
 
-from verify.registry import all_claims
+import sys
+
+from verify.cli import main
 
 if __name__ == "__main__":
-    for claim in all_claims():
-        print(f"{claim.id:5s} {claim.paper}  {claim.provenance:14s} {claim.statement}")
+    sys.exit(main())

@@ -90,11 +90,13 @@ def fit_loglog(T, values, *, burn_in: float = 0, seeds_axis: int | None = None, 
         raise ValueError("T must be finite, positive and strictly increasing")
     if seeds_axis is None:
         if V.shape != T.shape:
-            raise ValueError(f"shape mismatch: values {V.shape} vs T {T.shape} (pass seeds_axis for 2-D values)")
+            raise ValueError(f"shape mismatch: values {V.shape} vs T {T.shape} "
+                             "(pass seeds_axis for 2-D values)")
         V = V[None, :]
     else:
         if V.ndim != 2 or seeds_axis not in (0, 1):
-            raise ValueError(f"seeds_axis must be 0 or 1 with 2-D values, got axis {seeds_axis}, shape {V.shape}")
+            raise ValueError(f"seeds_axis must be 0 or 1 with 2-D values, got axis {seeds_axis}, "
+                             f"shape {V.shape}")
         V = V if seeds_axis == 0 else V.T
         if V.shape[1] != T.size:
             raise ValueError(f"shape mismatch: values have {V.shape[1]} points per seed, T has {T.size}")
@@ -142,7 +144,8 @@ def central_difference(f: Callable, x: np.ndarray, u: np.ndarray, h: float) -> n
     return (np.asarray(f(x + h * u)) - np.asarray(f(x - h * u))) / (2.0 * h)
 
 
-def one_sided(f: Callable, x: np.ndarray, u: np.ndarray, h: float, fx: np.ndarray | None = None) -> np.ndarray:
+def one_sided(f: Callable, x: np.ndarray, u: np.ndarray, h: float,
+              fx: np.ndarray | None = None) -> np.ndarray:
     """(f(x + h u) - f(x)) / h, the quotient whose limit h -> 0+ is the directional derivative f'(x; u)."""
     fx = np.asarray(f(x)) if fx is None else fx
     return (np.asarray(f(x + h * u)) - fx) / h
