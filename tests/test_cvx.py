@@ -114,8 +114,9 @@ def test_clarabel_tight_is_exact_and_satisfies_kkt(case, clarabel_tight):
     <= 7.7e-10 at b <= 64, see reference/cvx.py). KKT residuals <= 1e-7 relative: Clarabel stops
     when the duality gap and primal/dual residuals are <= 1e-12 relative to the problem scale
     (~ b max|z|^2 <= 1e3 here), so primal, stationarity and complementarity residuals are
-    <= ~1e-9; 1e-7 leaves room for the sqrt(mu) convergence of coordinates at a box kink (measured
-    <= 6.1e-9 up to b = 1024)."""
+    <= ~1e-9 (measured <= 3.6e-12 on these b = 24 cases, 7.2e-10 over 120 instances with b <= 64).
+    Not at large b: at b = 1024 the barrier's perturbation of free coordinates near a bound leaves
+    KKT residuals up to 2e-6 (documented in reference/cvx.py), hence the small instances here."""
     kw = instance(*case)
     res = clarabel_tight[case]
     exact = solve(**kw)
@@ -145,11 +146,10 @@ def test_each_solver_reaches_its_documented_accuracy(solver, clarabel_tight):
 
 
 def test_scs_default_and_paper_settings_are_inexact_at_1024():
-    """b = 1024, dp with box. SCS at cvxpy's defaults (eps 1e-5) leaves an error of 6.0e-6 against the
-    exact projection (measured; the tight presets reach <= 1e-8 here); the authors' setting
-    (eps 1e-8, no acceleration) 7.6e-14 on this instance (its worst over b = 1024 instances: ~1e-8).
-    Recorded, not asserted small: the check is that defaults are measurably worse than
-    CLARABEL-tight's documented accuracy."""
+    """b = 1024, dp with box, against the exact projection. Measured on this instance: SCS at cvxpy's
+    defaults (eps 1e-5) 2.0e-6; the authors' setting PAPER["SCS"] (eps 1e-8, no acceleration) 1.1e-13;
+    SCS-tight 2.1e-14 (and CLARABEL-tight 4.1e-8, OSQP-tight 2.2e-16). Recorded, not asserted small:
+    the check is that the defaults are measurably inexact, above 1e-7 and far above SCS-tight."""
     rng = np.random.default_rng(1)
     b = 1024
     g = rng.integers(0, 2, size=b)
@@ -158,9 +158,9 @@ def test_scs_default_and_paper_settings_are_inexact_at_1024():
     exact = solve(**kw)
     e_default = err(solve_projection(**kw, solver="SCS").y, exact.y, z)
     e_paper = err(solve_projection(**kw, solver="SCS", **PAPER["SCS"]).y, exact.y, z)
-    e_tight = err(solve_projection(**kw, **TIGHT["CLARABEL"]).y, exact.y, z)
-    assert e_tight <= ACCURACY["CLARABEL"]
-    assert e_default > ACCURACY["CLARABEL"], e_default
+    e_tight = err(solve_projection(**kw, solver="SCS", **TIGHT["SCS"]).y, exact.y, z)
+    assert e_tight <= ACCURACY["SCS"]
+    assert e_default > 1e-7 and e_default > 100 * e_tight, (e_default, e_tight)
     assert np.isfinite(e_paper)
 
 
