@@ -195,7 +195,8 @@ def stratified_batches(A, b: int, ratio: float | None = None, rng=None) -> list[
     A: (n,) 0/1 labels; ratio: the group-0 share, None = the data's own share n_0 / n (the authors'
     ``create_deterministic_stratified_batches``; Python's round, as theirs). Each group is shuffled,
     cut into consecutive chunks, and each batch is shuffled; batching stops when a group runs out.
-    Returns a list of index arrays (b,).
+    Shuffles use ``rng`` (the authors use torch.randperm, so batches match theirs in law, not draw for
+    draw). Returns a list of index arrays (b,).
     """
     A = np.asarray(A)
     if A.ndim != 1 or A.size == 0 or not np.all((A == 0) | (A == 1)):
