@@ -142,16 +142,16 @@ def figure_vs_bound(rec: dict) -> str:
 
 def table_lines(summary: list[dict], records: list[dict], *, cases: bool = True) -> list[str]:
     """The console checklist: one line per claim, then (indented) one per case."""
-    lines = [f"{'claim':22s} {'provenance':18s} {'verdict':13s} figure vs bound"]
-    lines.append("-" * 90)
+    w = max([len(r["id"]) + 2 for r in records] + [len(s["claim"]) for s in summary] + [12])
+    lines = [f"{'claim':{w}s} {'provenance':18s} {'verdict':13s} figure vs bound", "-" * (w + 60)]
     for s in summary:
-        lines.append(f"{s['claim']:22s} {s['provenance']:18s} {s['verdict']:13s} "
+        lines.append(f"{s['claim']:{w}s} {s['provenance']:18s} {s['verdict']:13s} "
                      f"{s['cases']} case(s), {len(s['failed'])} failed, {s['seconds']:.1f} s")
         if not cases:
             continue
         for r in (r for r in records if r["claim"] == s["claim"]):
             note = f"   ({r['error']})" if "error" in r else ""
-            lines.append(f"  {r['id']:20s} {'':18s} {r['verdict']:13s} {figure_vs_bound(r)}{note}")
+            lines.append(f"  {r['id']:{w - 2}s} {'':18s} {r['verdict']:13s} {figure_vs_bound(r)}{note}")
     return lines
 
 

@@ -1,0 +1,1003 @@
+r"""Registry entries L1-L7: the fairness layer of paper A, checked numerically on the layer under test.
+
+The layer is g(z) = argmin_{y in C} ||y - z||^2, C = {|A y - c| <= eps, lb <= y <= ub} (CLAIMS.md).
+Targets: ``ours`` = ``layers.project`` (exact, differentiable torch layer), ``paper`` =
+``layers.cvxpy_layer`` (the authors' cvxpylayers formulation, solver tolerance), ``package`` = the
+published ``fairness-training`` 0.1.0 layer (INCONCLUSIVE with a note when it is not installed).
+
+Cases: every metric -- ``dp`` (one attribute), ``dp2`` (dp, two marginal attributes), ``pairwise``
+(dp_pairwise, 2 attributes = 4 cells, 6 rows), ``mr`` (two attributes, 4 rows), ``eo`` (one attribute,
+2 rows) -- with and without the box [-1, 1]; eps = 0.05; z ~ N(0, 1) plus group offsets so that rows are
+active. Case ids read ``L3-pairwise-box-fd``.
+
+Tolerances (u = unit round-off, 1.1e-16 in float64, 6.0e-8 in float32; scale = max(1, ||z||_inf)):
+
+* forward error of an exact layer, per coordinate: delta = 4 b u scale kappa -- each y_i = clip(z_i -
+  (A^T nu)_i) with nu from O(b)-term sums (gamma_b = b u / (1 - b u) each, a few of them), kappa = the
+  condition number of the Gram matrix of the active rows on the free coordinates (coupled rows are
+  solved through it; kappa = 1 for one row);
+* a row value a^T y evaluated by us: error <= gamma_b ||a||_1 ||y||_inf;
+* central differences: O(h^2) truncation (exactly 0 for the piecewise-affine g until x +- h u reaches a
+  kink) plus round-off (2 delta + u scale) / (2 h); h is picked at the bottom of the V-curve;
+* Jacobian entries from autograd: 10 b u kappa (a Gram solve and two products);
+* solvers with a tolerance (target paper): their stopping criterion, see :func:`solver_feasibility_tol`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+import reference
+from reference.constraints import Constraints, build_constraints
+from reference.projection import kkt_tolerance
+from verify.harness import (
+    U32,
+    U64,
+    active_set,
+    adversarial_ratio,
+    fd_jacobian,
+    fd_sweep,
+    one_sided,
+    pair_ratios,
+    projector_jacobian,
+)
+from verify.registry import CheckResult, Claim, Context, Verdict, register
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - verify.claims skips this module without torch
+    raise ModuleNotFoundError("verify.claims_layer needs torch", name="torch") from exc
+
+EPS = 0.05
+BOX = (-1.0, 1.0)
+CASES: dict[str, tuple[str, int]] = {   # case -> (metric, number of attributes)
+    "dp": ("dp", 1), "dp2": ("dp", 2), "pairwise": ("dp_pairwise", 2), "mr": ("mr", 2), "eo": ("eo", 1)}
+ALL_TARGETS = ("ours", "paper", "package")
+BRENTQ_RTOL = 4 * float(np.finfo(np.float64).eps)     # the smallest rtol scipy's brentq accepts
+
+
+# ------------------------------------------------------------------------------------------- instances
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One projection problem: z (b,), groups (b, k) 0/1, targets (b,) or None, metric, eps, bounds."""
+
+    case: str
+    z: np.ndarray
+    groups: np.ndarray
+    targets: np.ndarray | None
+    metric: str
+    eps: float
+    bounds: tuple[float, float] | None
+
+    @property
+    def b(self) -> int:
+        return self.z.size
+
+    @property
+    def name(self) -> str:
+        return self.case + ("-box" if self.bounds is not None else "")
+
+    def constraints(self, eps: float | None = None) -> Constraints:
+        return build_constraints(self.groups, self.metric, eps=self.eps if eps is None else eps, b=self.b,
+                                 targets=self.targets, bounds=self.bounds)
+
+    def with_z(self, z: np.ndarray) -> Instance:
+        return dataclasses.replace(self, z=np.asarray(z, dtype=np.float64))
+
+
+def make_instance(case: str, box: bool, b: int, rng: np.random.Generator, eps: float = EPS) -> Instance:
+    """A random instance of ``case`` whose rows are active: group offsets 0.8 (attribute 0) and -0.5
+    (attribute 1) on z ~ N(0, 1); mr/eo targets ~ U(-0.5, 1) (inside the box). Redraws the groups
+    until every group of the metric is non-empty."""
+    metric, k = CASES[case]
+    for _ in range(100):
+        groups = rng.integers(0, 2, (b, k))
+        targets = rng.uniform(-0.5, 1.0, b) if metric in ("mr", "eo") else None
+        try:
+            build_constraints(groups, metric, eps=eps, b=b, targets=targets, bounds=BOX if box else None)
+        except ValueError:
+            continue
+        z = rng.normal(0.0, 1.0, b) + groups @ np.array([0.8, -0.5][:k])
+        return Instance(case, z, groups, targets, metric, eps, BOX if box else None)
+    raise RuntimeError(f"could not draw non-empty groups for case {case} with b={b}")
+
+
+def all_cases() -> list[tuple[str, bool]]:
+    return [(c, box) for c in CASES for box in (False, True)]
+
+
+def case_label(case: str, box: bool) -> str:
+    return case + ("-box" if box else "")
+
+
+# -------------------------------------------------------------------------------------------- targets
+
+class Unavailable(RuntimeError):
+    """The target cannot run here (package not installed, layer not written); reported INCONCLUSIVE."""
+
+
+@dataclasses.dataclass
+class Layer:
+    """The layer under test: ``fn(z, inst, eps) -> y`` with z a torch tensor (b,) on ``device``.
+
+    exact: True for an exact projection (tolerances from round-off), False for a solver with a
+    tolerance (``solver_opts`` give it). note: what was wrapped (faults say so).
+    """
+
+    name: str
+    fn: Callable
+    device: str
+    exact: bool = True
+    solver_opts: dict = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+    def __call__(self, z: torch.Tensor, inst: Instance, eps=None) -> torch.Tensor:
+        return self.fn(z, inst, inst.eps if eps is None else eps)
+
+    def tensor(self, x: np.ndarray, dtype=torch.float64, requires_grad: bool = False) -> torch.Tensor:
+        return torch.tensor(np.asarray(x), dtype=dtype, device=self.device, requires_grad=requires_grad)
+
+    def numpy(self, inst: Instance, eps=None, dtype=torch.float64) -> Callable[[np.ndarray], np.ndarray]:
+        """z (b,) numpy -> g(z) (b,) numpy float64, for finite differences and Lipschitz probes."""
+        def g(z: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                y = self(self.tensor(z, dtype), inst, eps)
+            return y.detach().cpu().numpy().astype(np.float64)
+        return g
+
+    def jacobian(self, inst: Instance) -> np.ndarray:
+        """dy/dz (b, b) by reverse-mode autograd through the layer's backward."""
+        z = self.tensor(inst.z)
+        J = torch.autograd.functional.jacobian(lambda v: self(v, inst), z)
+        return J.detach().cpu().numpy()
+
+    def eps_derivative(self, inst: Instance) -> np.ndarray:
+        """dy/d eps (b,) by autograd (eps passed as a 0-d tensor)."""
+        e = self.tensor(inst.eps)
+        z = self.tensor(inst.z)
+        d = torch.autograd.functional.jacobian(lambda t: self(z, inst, t), e)
+        return d.detach().cpu().numpy().reshape(-1)
+
+
+def _torch_inputs(z: torch.Tensor, inst: Instance):
+    groups = torch.as_tensor(inst.groups, device=z.device)
+    targets = None if inst.targets is None else torch.as_tensor(inst.targets, dtype=z.dtype, device=z.device)
+    return groups, targets
+
+
+def _ours(device: str) -> Layer:
+    if os.environ.get("FAIRVERIFY_DEV_LAYER") == "reference":   # development only, before layers.project
+        return Layer("ours", _reference_layer, device, note="DEV: reference adapter, not layers.project")
+    try:
+        from layers import project
+    except ImportError as exc:
+        raise Unavailable(f"layers.project is not importable ({exc})") from None
+
+    def fn(z, inst, eps):
+        groups, targets = _torch_inputs(z, inst)
+        return project(z, groups, metric=inst.metric, eps=eps, bounds=inst.bounds, targets=targets)
+
+    return Layer("ours", fn, device, note="layers.project")
+
+
+def _paper(device: str) -> Layer:
+    if device != "cpu":
+        raise Unavailable("target paper (cvxpylayers) runs on the CPU only")
+    try:
+        from layers import cvxpy_layer
+    except ImportError as exc:
+        raise Unavailable(f"layers.cvxpy_layer is not importable ({exc})") from None
+
+    def fn(z, inst, eps):
+        groups, targets = _torch_inputs(z, inst)
+        return cvxpy_layer(z, groups, metric=inst.metric, eps=eps, bounds=inst.bounds, targets=targets)
+
+    opts = dict(getattr(cvxpy_layer, "DEFAULT_SOLVER_ARGS", {}))
+    return Layer("paper", fn, device, exact=False, solver_opts=opts,
+                 note="layers.cvxpy_layer at its default solver settings")
+
+
+def _package(device: str) -> Layer:
+    try:
+        import fairness_training  # noqa: F401
+    except ImportError:
+        raise Unavailable("the fairness-training 0.1.0 package is not installed "
+                          "(pip install --no-deps fairness-training==0.1.0)") from None
+    raise Unavailable("fairness-training is installed but no adapter to its layer is written yet")
+
+
+def get_layer(ctx: Context) -> Layer:
+    """The target's layer, wrapped with ``ctx.fault`` when one is set. Raises Unavailable."""
+    device = "cuda" if ctx.backend == "cuda" else "cpu"
+    layer = {"ours": _ours, "paper": _paper, "package": _package}[ctx.target](device)
+    return apply_fault(layer, ctx.fault) if ctx.fault else layer
+
+
+def _reference_layer(z: torch.Tensor, inst: Instance, eps) -> torch.Tensor:
+    """reference.project with the analytic derivatives of L3 attached (straight-through):
+    y + J (z - z0) + (dy/d eps)(eps - eps0). First derivatives exact; 1-D z only."""
+    e0 = float(eps.detach()) if isinstance(eps, torch.Tensor) else float(eps)
+    z0 = z.detach().cpu().numpy()
+    C = inst.constraints(e0)
+    y0 = reference.project(z0, inst.groups, metric=inst.metric, eps=e0, bounds=inst.bounds,
+                           targets=inst.targets)
+    J, dye = _analytic_derivatives(C, y0, tol=1e-9 * (1 + np.abs(z0).max()))
+    out = torch.as_tensor(y0, dtype=z.dtype, device=z.device)
+    out = out + torch.as_tensor(J, dtype=z.dtype, device=z.device) @ (z - z.detach())
+    if isinstance(eps, torch.Tensor):
+        out = out + torch.as_tensor(dye, dtype=z.dtype, device=z.device) * (eps - eps.detach())
+    return out
+
+
+def _analytic_derivatives(C: Constraints, y: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """J = projector of L3 and dy/d eps = A_TF^T (A_TF A_TF^T)^+ s_T on the free coordinates (T the
+    active rows, s_T their sides), both read off the active set of y."""
+    rows, free = active_set(C, y, tol=tol)
+    J = projector_jacobian(C.A[rows], free)
+    dye = np.zeros(y.size)
+    if rows.any():
+        AF = C.A[rows][:, free]
+        s = np.sign(C.gaps(y)[rows])
+        dye[free] = AF.T @ np.linalg.pinv(AF @ AF.T, hermitian=True) @ s
+    return J, dye
+
+
+# ---------------------------------------------------------------------------------------------- faults
+
+FAULT_DOC = {
+    "skip-box": "forward ignores the box (projects onto the fairness rows only)",
+    "eps-misapplied": "forward uses 1.5 eps instead of eps",
+    "eps-halved": "forward uses eps / 2: feasible but not the nearest point",
+    "swapped-weights": "dp closed form with n0 and n1 swapped in the group shifts (no box)",
+    "wrong-sign": "backward: Jacobian with the wrong sign on the active rows, 2 D_F - J",
+    "box-ignored-backward": "backward: Jacobian ignores the active box coordinates",
+    "over-relaxed": "forward z + 1.5 (g(z) - z): nonexpansive but not firmly nonexpansive",
+}
+
+
+def apply_fault(layer: Layer, fault: str) -> Layer:
+    """The deliberately wrong variant of ``layer`` named by ``fault`` (see :data:`FAULT_DOC`)."""
+    if fault not in FAULT_DOC:
+        raise ValueError(f"unknown planted fault {fault!r}; known: {sorted(FAULT_DOC)}")
+    base = layer.fn
+
+    if fault == "skip-box":
+        def fn(z, inst, eps):
+            return base(z, dataclasses.replace(inst, bounds=None), eps)
+    elif fault == "eps-misapplied":
+        def fn(z, inst, eps):
+            return base(z, inst, 1.5 * eps)
+    elif fault == "eps-halved":
+        def fn(z, inst, eps):
+            return base(z, inst, 0.5 * eps)
+    elif fault == "over-relaxed":
+        def fn(z, inst, eps):
+            return z + 1.5 * (base(z, inst, eps) - z)
+    elif fault == "swapped-weights":
+        def fn(z, inst, eps):
+            y = base(z, inst, eps)
+            if inst.metric != "dp" or inst.groups.shape[1] != 1 or inst.bounds is not None:
+                return y
+            s1 = torch.as_tensor(inst.groups[:, 0] == 1, device=z.device)
+            n1 = float(s1.sum())
+            n0 = inst.b - n1
+            factor = torch.where(s1, torch.tensor(n1 / n0, dtype=z.dtype, device=z.device),
+                                 torch.tensor(n0 / n1, dtype=z.dtype, device=z.device))
+            return z + (y - z) * factor
+    else:  # backward faults: same forward, wrong Jacobian attached straight-through
+        def fn(z, inst, eps):
+            y = base(z, inst, eps)
+            if not z.requires_grad:
+                return y
+            yn = y.detach().cpu().numpy().astype(np.float64)
+            C = inst.constraints(float(eps))
+            rows, free = active_set(C, yn, tol=1e-9 * (1 + float(z.detach().abs().max())))
+            if fault == "wrong-sign":
+                J = 2.0 * np.diag(free.astype(np.float64)) - projector_jacobian(C.A[rows], free)
+            else:
+                J = projector_jacobian(C.A[rows], np.ones_like(free))
+            Jt = torch.as_tensor(J, dtype=z.dtype, device=z.device)
+            return y.detach() + Jt @ (z - z.detach())
+    return dataclasses.replace(layer, fn=fn, note=f"{layer.note} + planted fault {fault}: {FAULT_DOC[fault]}")
+
+
+# ----------------------------------------------------------------------------------------- tolerances
+
+def scale_of(z: np.ndarray) -> float:
+    return max(1.0, float(np.max(np.abs(z))))
+
+
+def gram_condition(C: Constraints, y: np.ndarray, tol: float) -> float:
+    """Condition number (nonzero spectrum) of the Gram matrix of the active rows on the free coordinates."""
+    rows, free = active_set(C, y, tol=tol)
+    if not rows.any():
+        return 1.0
+    AF = C.A[rows][:, free]
+    sv = np.linalg.svd(AF @ AF.T, compute_uv=False)
+    sv = sv[sv > sv[0] * 1e-12] if sv.size and sv[0] > 0 else sv
+    return float(sv[0] / sv[-1]) if sv.size else 1.0
+
+
+def forward_error(b: int, scale: float, u: float = U64, kappa: float = 1.0) -> float:
+    """delta = 4 b u scale kappa: per-coordinate error of an exact projection (module docstring)."""
+    return 4.0 * b * u * scale * kappa
+
+
+def feasibility_tol(C: Constraints, z: np.ndarray, u: float = U64) -> float:
+    """Exact layer: row slack <= ||a||_1 (delta_layer + gamma_b scale) with delta_layer = 4 b u scale
+    (the layer's own O(b)-term sums) and gamma_b ~ b u our float64 evaluation of a^T y."""
+    a1 = float(np.max(np.abs(C.A).sum(axis=1))) if C.m else 0.0
+    b, s = z.size, scale_of(z)
+    return a1 * (forward_error(b, s, u) + b * U64 * s) + 2 * u * s
+
+
+def solver_feasibility_tol(layer: Layer, C: Constraints, z: np.ndarray) -> float:
+    """A solver stopped by ||A x + s - b||_inf <= eps_abs + eps_rel max(||A x||, ||s||, ||b||) (SCS 3)
+    leaves row slack up to that residual; the scale of this problem's rows is max(1, ||z||_inf, |lb|, |ub|).
+    Defaults are SCS's own (eps_abs = eps_rel = 1e-4) unless the layer names other settings."""
+    o = layer.solver_opts
+    eps_abs = float(o.get("eps_abs", o.get("eps", 1e-4)))
+    eps_rel = float(o.get("eps_rel", o.get("eps", 1e-4)))
+    s = max(scale_of(z), *(abs(v) for v in (C.bounds or ())))
+    return eps_abs + eps_rel * s
+
+
+def slack(C: Constraints, y: np.ndarray) -> float:
+    """max over constraints of (|a_k^T y - c_k| - eps, lb - y_i, y_i - ub): <= 0 iff feasible (signed)."""
+    parts = []
+    if C.m:
+        parts.append(float(np.max(np.abs(C.gaps(y)) - C.eps)))
+    if C.bounds is not None:
+        parts += [float(np.max(C.bounds[0] - y)), float(np.max(y - C.bounds[1]))]
+    return max(parts)
+
+
+def _seed(ctx: Context, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([ctx.seed, *salt])
+
+
+def _unavailable(cid: str, exc: Unavailable) -> list[CheckResult]:
+    return [CheckResult(id=cid, verdict=Verdict.INCONCLUSIVE, figure=None, bound=None, detail=str(exc))]
+
+
+def _bool_result(cid: str, ok: bool, figure: float, bound, relation: str, **kw) -> CheckResult:
+    return CheckResult(id=cid, verdict=Verdict.PASS if ok else Verdict.FAIL, figure=float(figure),
+                       bound=bound, relation=relation, **kw)
+
+
+# ------------------------------------------------------------------------------------------ L1 feasibility
+
+L1_SIZES_QUICK = (256, 1024, 4096)
+L1_SIZES_FULL = (256, 1024, 4096, 16384)
+
+
+@register(Claim(
+    id="L1", paper="A", provenance="stated",
+    statement="every output of the layer satisfies every constraint of C (fairness rows and box), "
+              "for every batch; figure = the slack max(|a^T y - c| - eps, lb - y, y - ub) (<= 0: feasible)",
+    tolerance="exact layer (float64): slack <= ||a||_1 (4 b u + b u) scale + 2 u scale (layer's O(b)-term "
+              "sums plus our evaluation of a^T y, u = 1.1e-16); float32: the same with u = 6e-8 for the "
+              "layer's part; solver layer (target paper): its stopping criterion eps_abs + eps_rel * scale "
+              "(SCS 3 defaults 1e-4) -- the slack it actually leaves is reported per b",
+    faults=("skip-box", "eps-misapplied"),
+    targets=ALL_TARGETS))
+def check_l1(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L1", exc)
+    out = []
+    n_inst = 60 if ctx.full else 8
+    if layer.exact:
+        for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L1 cases")):
+            rng = _seed(ctx, 1, ci)
+            worst, worst_tol, sizes = -np.inf, 0.0, []
+            for _ in range(n_inst):
+                inst = make_instance(case, box, int(rng.integers(8, 97)), rng)
+                C = inst.constraints()
+                y = layer.numpy(inst)(inst.z)
+                s, tol = slack(C, y), feasibility_tol(C, inst.z)
+                sizes.append(inst.b)
+                if s - tol > worst - worst_tol:
+                    worst, worst_tol = s, tol
+            out.append(CheckResult.compare(
+                f"L1-{case_label(case, box)}", worst, worst_tol,
+                detail=f"largest slack over {n_inst} instances (b in 8..96), eps={EPS}; {layer.note}",
+                evidence={"instances": n_inst, "b": sizes, "seed": ctx.seed}))
+    sizes = L1_SIZES_FULL if ctx.full else L1_SIZES_QUICK
+    metrics = (("dp", True), ("dp", False)) if not layer.exact else (("dp", True), ("pairwise", True))
+    for case, box in metrics:
+        slacks, bounds = [], []
+        for b in ctx.iterate(sizes, f"L1 {case_label(case, box)} per b"):
+            inst = make_instance(case, box, b, _seed(ctx, 11, b))
+            C = inst.constraints()
+            y = layer.numpy(inst)(inst.z)
+            tol = feasibility_tol(C, inst.z) if layer.exact else solver_feasibility_tol(layer, C, inst.z)
+            s = slack(C, y)
+            slacks.append(s)
+            bounds.append(tol)
+            out.append(CheckResult.compare(
+                f"L1-{case_label(case, box)}-b{b}", s, tol,
+                detail=f"slack at b={b} (one instance), eps={EPS}; {layer.note}",
+                evidence={"b": b, "seed": ctx.seed, "solver_opts": layer.solver_opts,
+                          "max_abs_y": float(np.max(np.abs(y)))}))
+        out[-1].evidence["series"] = {"slack_vs_b": {
+            "x": list(sizes), "y": {"slack": [max(v, 1e-300) for v in slacks], "bound": bounds},
+            "xlabel": "batch size b", "ylabel": "max(|gap| - eps, box excess)", "scale": "loglog"}}
+    if layer.exact and ctx.target == "ours":
+        out.extend(_l1_float32(ctx, layer))
+    return out
+
+
+def _l1_float32(ctx: Context, layer: Layer) -> list[CheckResult]:
+    """float32 forward: the same slack with u = 6e-8 for the layer's part of the tolerance."""
+    rng = _seed(ctx, 12)
+    worst, worst_tol = -np.inf, 0.0
+    for case, box in all_cases():
+        inst = make_instance(case, box, 64, rng)
+        C = inst.constraints()
+        z32 = inst.z.astype(np.float32).astype(np.float64)      # the problem the float32 layer solves
+        y = layer.numpy(inst.with_z(z32), dtype=torch.float32)(z32)
+        s, tol = slack(inst.with_z(z32).constraints(), y), feasibility_tol(C, z32, u=U32)
+        if s - tol > worst - worst_tol:
+            worst, worst_tol = s, tol
+    return [CheckResult.compare("L1-float32", worst, worst_tol,
+                                detail="largest slack of the float32 layer over every case (b=64)",
+                                evidence={"b": 64, "seed": ctx.seed})]
+
+
+# --------------------------------------------------------------------------------------- L2 optimality
+
+@register(Claim(
+    id="L2", paper="A", provenance="code/reconstructed",
+    statement="g(z) is the unique nearest point of C: the KKT conditions hold at the layer's output "
+              "(with the exact reference's multipliers: KKT pairs form a product set, so this certifies y) "
+              "and independent solvers agree (reference.project; cvxpy + Clarabel at tight settings)",
+    tolerance="exact layer: KKT residual <= 10 kkt_tolerance(b) (= 10 max(1e-12, 30 sqrt(b) u), the "
+              "reference's own certificate); |y - y_ref|_inf / scale <= 2 * 4 b u kappa (two exact "
+              "solvers); |y - y_clarabel|_inf / scale <= 1e-7 (reference.cvx.ACCURACY['CLARABEL']) + the "
+              "same. Solver layer: |y - y*|_2 <= sqrt(eps_abs + eps_rel |f*|) from the strong convexity "
+              "of ||y - z||^2 (modulus 2) and the solver's duality-gap tolerance",
+    faults=("eps-halved",),
+    targets=ALL_TARGETS))
+def check_l2(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L2", exc)
+    try:
+        from reference import cvx
+        cvx._need_cvxpy()
+    except ImportError:
+        cvx = None
+    n_inst, b = (20, 48) if ctx.full else (3, 32)
+    out = []
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L2 cases")):
+        rng = _seed(ctx, 2, ci)
+        kkt_w = ref_w = cvx_w = None            # worst (figure, bound) by figure / bound
+        for _ in range(n_inst):
+            inst = make_instance(case, box, b, rng)
+            sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
+                                  targets=inst.targets)
+            y = layer.numpy(inst)(inst.z)
+            s = scale_of(inst.z)
+            if layer.exact:
+                kappa = gram_condition(sol.constraints, sol.y, 1e-9 * s)
+                k = reference.kkt_residuals(y, inst.z, sol.constraints, sol.mu)["max"]
+                kkt_w = _worse(kkt_w, (k, 10 * kkt_tolerance(b)))
+                d_tol = 2 * forward_error(b, 1.0, kappa=kappa)
+            else:
+                f_star = float(np.sum((sol.y - inst.z) ** 2))
+                d_tol = _solver_distance_tol(layer, f_star) / s
+            ref_w = _worse(ref_w, (float(np.max(np.abs(y - sol.y))) / s, d_tol))
+            if cvx is not None:
+                yc = cvx.solve_projection(inst.z, inst.groups, metric=inst.metric, eps=inst.eps,
+                                          bounds=inst.bounds, targets=inst.targets, solver="CLARABEL",
+                                          **cvx.TIGHT["CLARABEL"]).y
+                cvx_w = _worse(cvx_w, (float(np.max(np.abs(y - yc))) / s, cvx.ACCURACY["CLARABEL"] + d_tol))
+        lab = case_label(case, box)
+        ev = {"instances": n_inst, "b": b, "seed": ctx.seed}
+        if layer.exact:
+            out.append(CheckResult.compare(f"L2-{lab}-kkt", *kkt_w, detail="max relative KKT residual of "
+                                           f"(y_layer, mu_ref); {layer.note}", evidence=ev))
+        out.append(CheckResult.compare(f"L2-{lab}-ref", *ref_w,
+                                       detail="max |y - y_ref|_inf / scale vs reference.project",
+                                       evidence=ev))
+        if cvx is None:
+            out.append(CheckResult(f"L2-{lab}-cvx", Verdict.INCONCLUSIVE, None, None,
+                                   detail="cvxpy not installed: second reference skipped"))
+        else:
+            out.append(CheckResult.compare(f"L2-{lab}-cvx", *cvx_w,
+                                           detail="max |y - y_clarabel|_inf / scale (Clarabel, tight)",
+                                           evidence=ev))
+    return out
+
+
+def _worse(cur: tuple[float, float] | None, new: tuple[float, float]) -> tuple[float, float]:
+    """Keep the (figure, bound) pair with the larger figure / bound (None: nothing yet)."""
+    return new if cur is None or new[0] / new[1] > cur[0] / cur[1] else cur
+
+
+def _solver_distance_tol(layer: Layer, f_star: float) -> float:
+    o = layer.solver_opts
+    eps_abs = float(o.get("eps_abs", o.get("eps", 1e-4)))
+    eps_rel = float(o.get("eps_rel", o.get("eps", 1e-4)))
+    return float(np.sqrt(eps_abs + eps_rel * max(1.0, f_star)))
+
+
+# ---------------------------------------------------------------------------------- L3 differentiability
+
+def _fd_bound(b: int, scale: float, h: float, kappa: float = 1.0) -> float:
+    """Round-off of a central difference of an exact layer: (2 delta + 2 u scale) / (2 h)."""
+    return (2 * forward_error(b, scale, kappa=kappa) + 2 * U64 * scale) / (2 * h)
+
+
+FD_STEPS = np.geomspace(1e-13, 1e-1, 13)     # the V-curve of the directional FD
+JAC_STEPS = (1e-8, 1e-6, 1e-4)                # the full FD Jacobian (b columns each)
+
+
+def _jac_tol(b: int, kappa: float) -> float:
+    return 10 * b * U64 * kappa
+
+
+@register(Claim(
+    id="L3", paper="A", provenance="stated",
+    statement="g is piecewise affine and differentiable almost everywhere: the autograd Jacobian equals the "
+              "orthogonal projector onto {v: v_i = 0 on active box coordinates, A_active v = 0} and "
+              "central finite differences (V-curve in h); at constructed kinks (coordinate at a bound, row "
+              "at +-eps, zero multiplier) one-sided directional derivatives exist and differ; random points "
+              "hit kinks with frequency 0",
+    tolerance="FD at the bottom h* of the V-curve: max |FD - J u| <= (2 delta + 2 u scale) / (2 h*), "
+              "delta = 4 b u scale kappa (truncation is 0 for a piecewise-affine map below the kink "
+              "distance); Jacobian vs projector: 10 b u kappa; kinks: one-sided quotients at h, h/4 agree to "
+              "4 delta / h, and |g'(z;u) + g'(z;-u)| exceeds 10x that round-off (it is 0 + round-off at a "
+              "differentiable point of a piecewise-affine map); kink frequency: bound 0",
+    faults=("wrong-sign", "box-ignored-backward")))
+def check_l3(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L3", exc)
+    b = 24 if ctx.full else 12
+    out = []
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L3 Jacobians")):
+        rng = _seed(ctx, 3, ci)
+        inst = make_instance(case, box, b, rng)
+        lab = case_label(case, box)
+        g = layer.numpy(inst)
+        y = g(inst.z)
+        s = scale_of(inst.z)
+        C = inst.constraints()
+        kappa = gram_condition(C, y, 1e-9 * s)
+        J = layer.jacobian(inst)
+        rows, free = active_set(C, y, tol=1e-9 * s)
+        J_formula = projector_jacobian(C.A[rows], free)
+        ev = {"b": b, "seed": ctx.seed, "active_rows": int(rows.sum()), "clamped": int((~free).sum()),
+              "kappa": kappa}
+        out.append(CheckResult.compare(f"L3-{lab}-projector", float(np.max(np.abs(J - J_formula))),
+                                       _jac_tol(b, kappa), detail="max |J_autograd - projector(active set)|",
+                                       evidence=ev))
+        u = rng.normal(size=b)
+        u /= np.linalg.norm(u)
+        sweep = fd_sweep(g, inst.z, u, J @ u, hs=FD_STEPS)
+        out.append(CheckResult.compare(
+            f"L3-{lab}-fd", sweep.error_best, _fd_bound(b, s, sweep.h_best, kappa),
+            detail=f"central FD of J u vs autograd at h*={sweep.h_best:.1e} (V-curve minimum)",
+            evidence={**ev, "h_best": sweep.h_best, "series": {"fd_error_vs_h": sweep.series()}}))
+        errs = [float(np.max(np.abs(fd_jacobian(g, inst.z, hj) - J))) for hj in JAC_STEPS]
+        k = int(np.argmin(errs))
+        out.append(CheckResult.compare(
+            f"L3-{lab}-jacobian", errs[k], _fd_bound(b, s, JAC_STEPS[k], kappa),
+            detail=f"full FD Jacobian ({b}x{b}) vs autograd at the best of h in {JAC_STEPS} "
+                   f"(h={JAC_STEPS[k]:g}; a larger h crosses a kink along some e_i)",
+            evidence={**ev, "errors_per_h": dict(zip(map(str, JAC_STEPS), errs, strict=True))}))
+    out.extend(_kinks(ctx, layer))
+    out.append(_kink_frequency(ctx, layer))
+    return out
+
+
+def _kinks(ctx: Context, layer: Layer) -> list[CheckResult]:
+    """z = g(z0) is feasible, so every constraint tight at z has a zero multiplier: a kink.
+    Box: u = +-e_i outward at a clamped coordinate (outward quotient 0). Rows: u = s_k a_k, the outward
+    normal of a tight row (outward quotient 0). Both one-sided quotients must exist (h and h/4 agree)
+    and g'(z;u) + g'(z;-u) must be far from 0."""
+    out = []
+    metrics = list(CASES) if ctx.full else ["dp", "pairwise", "mr"]
+    h = 1e-6
+    for ci, case in enumerate(metrics):
+        rng = _seed(ctx, 31, ci)
+        for kind, box in (("box", True), ("row", False)):
+            inst0 = make_instance(case, box, 16, rng)
+            g0 = layer.numpy(inst0)
+            z = g0(inst0.z)                                   # feasible point: kink of every tight constraint
+            inst = inst0.with_z(z)
+            C = inst.constraints()
+            g = layer.numpy(inst)
+            gz = g(z)
+            s = scale_of(z)
+            if kind == "box":
+                at = np.flatnonzero((z <= BOX[0] + 1e-12) | (z >= BOX[1] - 1e-12))
+                i = int(at[0])
+                u = np.zeros(z.size)
+                u[i] = 1.0 if z[i] > 0 else -1.0
+                what = f"coordinate {i} at {'ub' if z[i] > 0 else 'lb'}"
+            else:
+                gaps = C.gaps(z)
+                k = int(np.argmax(np.abs(gaps)))
+                u = np.sign(gaps[k]) * C.A[k]
+                u /= np.linalg.norm(u)
+                what = f"row {C.names[k]} at {'+' if gaps[k] > 0 else '-'}eps (gap {gaps[k]:.3g})"
+            d_plus = [one_sided(g, z, u, hh, gz) for hh in (h, h / 4)]
+            d_minus = [one_sided(g, z, -u, hh, gz) for hh in (h, h / 4)]
+            exist = max(float(np.max(np.abs(d_plus[0] - d_plus[1]))),
+                        float(np.max(np.abs(d_minus[0] - d_minus[1]))))
+            roundoff = 4 * forward_error(z.size, s, kappa=gram_condition(C, gz, 1e-9 * s)) / (h / 4)
+            asym = float(np.max(np.abs(d_plus[1] + d_minus[1])))
+            ev = {"seed": ctx.seed, "h": h, "where": what, "d_plus": d_plus[1], "d_minus": d_minus[1]}
+            out.append(CheckResult.compare(f"L3-kink-{kind}-{case}-exists", exist, roundoff,
+                                           detail=f"one-sided quotients at h and h/4 differ by this ({what})",
+                                           evidence=ev))
+            out.append(CheckResult.compare(f"L3-kink-{kind}-{case}-differ", asym, 10 * roundoff, ">=",
+                                           detail=f"|g'(z;u) + g'(z;-u)|_inf at the kink ({what})",
+                                           evidence=ev))
+    return out
+
+
+def _kink_frequency(ctx: Context, layer: Layer) -> CheckResult:
+    """Random z of every case: a point within h of a kink shows |g'(z;u) + g'(z;-u)| above round-off
+    along a random u; the count must be 0 (kinks are a null set; P(within h) = O(h))."""
+    n = 30 if ctx.full else 6
+    h = 1e-7
+    hits, total, worst = 0, 0, 0.0
+    for ci, (case, box) in enumerate(all_cases()):
+        rng = _seed(ctx, 32, ci)
+        for _ in range(n):
+            inst = make_instance(case, box, 16, rng)
+            g = layer.numpy(inst)
+            gz = g(inst.z)
+            u = rng.normal(size=inst.b)
+            u /= np.linalg.norm(u)
+            asym = float(np.max(np.abs(one_sided(g, inst.z, u, h, gz) + one_sided(g, inst.z, -u, h, gz))))
+            s = scale_of(inst.z)
+            kappa = gram_condition(inst.constraints(), gz, 1e-9 * s)
+            roundoff = 4 * forward_error(inst.b, s, kappa=kappa) / h
+            worst = max(worst, asym / roundoff)
+            hits += asym > 10 * roundoff
+            total += 1
+    return CheckResult.compare("L3-kink-frequency", hits / total, 0.0,
+                               detail=f"{hits} of {total} random points within h={h:g} of a kink "
+                                      f"(largest asymmetry / round-off {worst:.2g})",
+                               evidence={"points": total, "h": h, "seed": ctx.seed})
+
+
+# --------------------------------------------------------------------------------- L4 Jacobian structure
+
+@register(Claim(
+    id="L4", paper="A", provenance="stated",
+    statement="backpropagation is stable: J = dg/dz is symmetric, idempotent, with eigenvalues in {0, 1}, "
+              "hence ||J^T v|| <= ||v|| (the layer never amplifies a gradient)",
+    tolerance="every deviation (|J - J^T|, |J^2 - J|, distance of each eigenvalue to {0,1}, "
+              "max ||J^T v|| / ||v|| - 1) <= 10 b u kappa (entries of J from a Gram solve with condition "
+              "kappa of the active rows on the free coordinates)",
+    faults=("wrong-sign",)))
+def check_l4(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L4", exc)
+    b = 32 if ctx.full else 12
+    out = []
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L4 Jacobians")):
+        rng = _seed(ctx, 4, ci)
+        inst = make_instance(case, box, b, rng)
+        y = layer.numpy(inst)(inst.z)
+        s = scale_of(inst.z)
+        kappa = gram_condition(inst.constraints(), y, 1e-9 * s)
+        J = layer.jacobian(inst)
+        eig = np.linalg.eigvals(J)
+        eig_dev = float(np.max(np.minimum(np.abs(eig), np.abs(eig - 1))))
+        V = rng.normal(size=(200, b))
+        gains = np.linalg.norm(V @ J, axis=1) / np.linalg.norm(V, axis=1)   # rows: (J^T v)^T = v^T J
+        devs = {"symmetry": float(np.max(np.abs(J - J.T))), "idempotence": float(np.max(np.abs(J @ J - J))),
+                "eigenvalues": eig_dev, "gain": max(0.0, float(gains.max()) - 1.0),
+                "spectral_norm": max(0.0, float(np.linalg.norm(J, 2)) - 1.0)}
+        worst = max(devs, key=devs.get)
+        re = np.sort(eig.real)
+        out.append(CheckResult.compare(
+            f"L4-{case_label(case, box)}", devs[worst], _jac_tol(b, kappa),
+            detail="largest deviation: " + ", ".join(f"{k}={v:.2g}" for k, v in devs.items())
+                   + f"; rank {int(np.sum(np.abs(eig) > 0.5))} of {b}",
+            evidence={"b": b, "seed": ctx.seed, "kappa": kappa, **devs, "max_gain": float(gains.max()),
+                      "series": {"eigenvalues": {"x": list(range(b)), "y": re.tolist(),
+                                                 "xlabel": "index", "ylabel": "eigenvalue of J"}}}))
+    return out
+
+
+# ---------------------------------------------------------------------------------- L5 Lipschitz stability
+
+@register(Claim(
+    id="L5", paper="A", provenance="reconstructed",
+    statement="g is nonexpansive and firmly nonexpansive (Monte-Carlo pairs and a Nelder-Mead search "
+              "maximising the ratios); in eps (dp, one attribute, no active box, |a^T z| > eps) "
+              "||dy/d eps|| = 1/||a|| = sqrt(n0 n1/(n0+n1)); autograd d/d eps matches FD for every metric",
+    tolerance="ratio <= 1 + 2 sqrt(b) delta / min||z - z'|| and firm residual <= the same (forward error "
+              "delta = 4 b u scale kappa in each of g(z), g(z')); eps-sensitivity: relative error <= "
+              "10 b u (a few O(b)-term sums); d/d eps autograd vs central FD at h = 1e-6: the FD round-off "
+              "2 delta / 2h",
+    faults=("over-relaxed", "eps-misapplied")))
+def check_l5(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L5", exc)
+    b = 24 if ctx.full else 10
+    n_pairs = 100 if ctx.full else 12
+    out = []
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L5 Monte-Carlo")):
+        rng = _seed(ctx, 5, ci)
+        inst = make_instance(case, box, b, rng)
+        g = layer.numpy(inst)
+        Z1 = inst.z + rng.normal(0, 1, (n_pairs, b))
+        r = np.geomspace(1e-3, 3, n_pairs)[:, None]
+        W = rng.normal(size=(n_pairs, b))
+        Z2 = Z1 + r * W / np.linalg.norm(W, axis=1, keepdims=True)
+        ratios, firm = pair_ratios(g, Z1, Z2)
+        s = max(scale_of(Z1), scale_of(Z2))
+        tol = 2 * np.sqrt(b) * forward_error(b, s, kappa=4.0) / 1e-3
+        lab = case_label(case, box)
+        ev = {"b": b, "pairs": n_pairs, "seed": ctx.seed,
+              "series": {"lipschitz_ratios": {
+                  "x": r.ravel().tolist(), "y": {"ratio": ratios.tolist(), "firm residual": firm.tolist()},
+                  "xlabel": "||z - z'||", "ylabel": "ratio", "scale": "semilogx"}}}
+        out.append(CheckResult.compare(f"L5-{lab}-lipschitz", float(ratios.max()), 1 + tol,
+                                       detail="max ||g(z)-g(z')|| / ||z-z'|| over Monte-Carlo pairs",
+                                       evidence=ev))
+        out.append(CheckResult.compare(f"L5-{lab}-firm", float(firm.max()), tol,
+                                       detail="max (||dg||^2 - <dg, dz>) / ||dz||^2 over Monte-Carlo pairs",
+                                       evidence={k: v for k, v in ev.items() if k != "series"}))
+    out.extend(_adversarial(ctx, layer))
+    out.extend(_eps_sensitivity(ctx, layer))
+    return out
+
+
+def _adversarial(ctx: Context, layer: Layer) -> list[CheckResult]:
+    """Nelder-Mead maximisation of the ratio and of the firm residual over (z, z') (b = 6)."""
+    out = []
+    cases = [("pairwise", True), ("dp", True)] + ([("mr", True), ("eo", False)] if ctx.full else [])
+    maxfev = 2000 if ctx.full else 300
+    for ci, (case, box) in enumerate(cases):
+        rng = _seed(ctx, 51, ci)
+        inst = make_instance(case, box, 6, rng)
+        g = layer.numpy(inst)
+
+        def ratio(z1, z2, g=g):
+            dz = z1 - z2
+            dg = g(z1) - g(z2)
+            return float(np.sqrt((dg @ dg) / (dz @ dz)))
+
+        def firm(z1, z2, g=g):
+            dz = z1 - z2
+            dg = g(z1) - g(z2)
+            return float((dg @ dg - dg @ dz) / (dz @ dz))
+
+        z2 = inst.z + 0.5 * rng.normal(size=6)
+        lab = case_label(case, box)
+        for name, obj, bound1 in (("lipschitz", ratio, 1.0), ("firm", firm, 0.0)):
+            best, w1, w2 = adversarial_ratio(obj, inst.z, z2, maxfev=maxfev)
+            dz = float(np.linalg.norm(w1 - w2))
+            delta = forward_error(6, max(scale_of(w1), scale_of(w2)), kappa=4.0)
+            tol = 2 * np.sqrt(6) * delta / max(dz, 1e-300)
+            out.append(CheckResult.compare(f"L5-adversarial-{lab}-{name}", best, bound1 + tol,
+                                           detail=f"Nelder-Mead ({maxfev} evaluations), b=6, "
+                                                  f"best pair at ||z - z'|| = {dz:.3g}",
+                                           evidence={"z": w1, "z_prime": w2, "seed": ctx.seed}))
+    return out
+
+
+def _eps_sensitivity(ctx: Context, layer: Layer) -> list[CheckResult]:
+    """dp, one attribute, no box, |d| > eps: ||dy/d eps|| (autograd) against sqrt(n0 n1/(n0+n1)) for
+    every composition n0 = 1..b-1; and autograd d/d eps against central FD in eps for every case."""
+    b = 24 if ctx.full else 12
+    rng = _seed(ctx, 52)
+    measured, closed = [], []
+    for n0 in range(1, b):
+        groups = np.r_[np.zeros(n0, int), np.ones(b - n0, int)][:, None]
+        z = rng.normal(0, 1, b) + 0.8 * groups[:, 0]      # gap ~ 0.8 >> eps
+        inst = Instance("dp", z, groups, None, "dp", EPS, None)
+        C = inst.constraints()
+        if abs(float(C.gaps(z)[0])) <= EPS:
+            continue
+        measured.append(float(np.linalg.norm(layer.eps_derivative(inst))))
+        closed.append(float(np.sqrt(n0 * (b - n0) / b)))
+    rel = np.abs(np.array(measured) / np.array(closed) - 1)
+    out = [CheckResult.compare(
+        "L5-eps-closed-form", float(rel.max()), 10 * b * U64,
+        detail=f"max relative error of ||dy/d eps|| vs 1/||a|| over n0 = 1..{b - 1} (dp, no box)",
+        evidence={"b": b, "seed": ctx.seed, "series": {"eps_sensitivity": {
+            "x": closed, "y": {"autograd ||dy/d eps||": measured, "1/||a||": closed},
+            "xlabel": "1/||a|| = sqrt(n0 n1/(n0+n1))", "ylabel": "||dy/d eps||"}}})]
+    h = 1e-6
+    worst, worst_tol, const = 0.0, 1.0, {}
+    for ci, (case, box) in enumerate(all_cases()):
+        inst = make_instance(case, box, 12, _seed(ctx, 53, ci))
+        d_ad = layer.eps_derivative(inst)
+        g_plus = layer.numpy(inst, eps=inst.eps + h)(inst.z)
+        g_minus = layer.numpy(inst, eps=inst.eps - h)(inst.z)
+        d_fd = (g_plus - g_minus) / (2 * h)
+        err = float(np.max(np.abs(d_ad - d_fd)))
+        tol = _fd_bound(inst.b, scale_of(inst.z), h, kappa=4.0)
+        if err / tol > worst / worst_tol:
+            worst, worst_tol = err, tol
+        const[case_label(case, box)] = float(np.linalg.norm(d_fd))
+    out.append(CheckResult.compare("L5-eps-grad", worst, worst_tol,
+                                   detail="max |autograd dy/d eps - central FD| over every case (h = 1e-6); "
+                                          "measured ||dy/d eps|| in evidence",
+                                   evidence={"eps_lipschitz": const, "seed": ctx.seed}))
+    return out
+
+
+# ------------------------------------------------------------------------------- L6 per-batch -> pooled
+
+@register(Claim(
+    id="L6", paper="A", provenance="code/docs",
+    statement="with the same group counts in every batch, the pooled gap over all batches is <= eps "
+              "(pooled group means are averages of batch means); with varying counts a counterexample "
+              "exists: every batch within eps, pooled gap > eps",
+    tolerance="pooled slack <= the L1 tolerance at the pooled size T b (each batch is within eps up to its "
+              "round-off; averaging adds gamma_{Tb} of our evaluation); the counterexample must exceed eps "
+              "with every batch's slack within its L1 tolerance",
+    faults=("eps-misapplied",)))
+def check_l6(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L6", exc)
+    T, b = (50, 64) if ctx.full else (10, 32)
+    out = []
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L6 pooled")):
+        rng = _seed(ctx, 6, ci)
+        base = make_instance(case, box, b, rng)
+        ys, gs, ts = [], [], []
+        for _ in range(T):
+            perm = rng.permutation(b)                   # same composition (groups and labels), new order
+            groups = base.groups[perm]
+            targets = None if base.targets is None else base.targets[perm]
+            if base.metric == "mr":
+                targets = rng.uniform(-0.5, 1.0, b)
+            elif base.metric == "eo":
+                label = base.targets[perm] > 0.5
+                targets = np.where(label, rng.uniform(0.51, 1, b), rng.uniform(-0.5, 0.5, b))
+            z = rng.normal(0, 1, b) + groups @ np.array([0.8, -0.5][:groups.shape[1]]) + rng.normal(0, 0.5)
+            inst = Instance(case, z, groups, targets, base.metric, EPS, base.bounds)
+            ys.append(layer.numpy(inst)(z))
+            gs.append(groups)
+            ts.append(targets)
+        pooled = Instance(case, np.concatenate(ys), np.concatenate(gs),
+                          None if base.targets is None else np.concatenate(ts), base.metric, EPS, base.bounds)
+        C = pooled.constraints()
+        out.append(CheckResult.compare(f"L6-constant-{case_label(case, box)}", slack(C, pooled.z),
+                                       feasibility_tol(C, pooled.z),
+                                       detail=f"pooled slack over {T} batches of b={b} with constant counts",
+                                       evidence={"T": T, "b": b, "seed": ctx.seed}))
+    out.append(_l6_counterexample(ctx, layer))
+    return out
+
+
+def _l6_counterexample(ctx: Context, layer: Layer) -> CheckResult:
+    """Two batches of b = 20: batch A has 18 of group 0 and z around +1, batch B 2 of group 0 and z
+    around -1 (Simpson's paradox). Each projected batch has gap <= eps; the pooled group-0 mean is pulled
+    towards batch A, the group-1 mean towards batch B, so the pooled gap is ~ 1.6 >> eps."""
+    rng = _seed(ctx, 61)
+    b = 20
+    ys, gs, batch_slack, batch_tol = [], [], [], []
+    for n0, level in ((18, 1.0), (2, -1.0)):
+        groups = np.r_[np.zeros(n0, int), np.ones(b - n0, int)][:, None]
+        z = level + 0.3 * rng.normal(size=b)
+        inst = Instance("dp", z, groups, None, "dp", EPS, None)
+        y = layer.numpy(inst)(z)
+        C = inst.constraints()
+        batch_slack.append(slack(C, y))
+        batch_tol.append(feasibility_tol(C, z))
+        ys.append(y)
+        gs.append(groups)
+    y, groups = np.concatenate(ys), np.concatenate(gs)
+    pooled_gap = float(abs(build_constraints(groups, "dp", eps=EPS, b=y.size).gaps(y)[0]))
+    within = all(s <= t for s, t in zip(batch_slack, batch_tol, strict=True))
+    return _bool_result("L6-varying-counterexample", within and pooled_gap > EPS, pooled_gap, EPS, ">=",
+                        detail=f"pooled gap of two batches with n0 = 18 and 2 (b=20); per-batch slacks "
+                               f"{[f'{s:.2g}' for s in batch_slack]} (each must be <= its L1 tolerance: "
+                               f"{within})", evidence={"seed": ctx.seed, "batch_slack": batch_slack})
+
+
+# ---------------------------------------------------------------------------------------- L7 closed forms
+
+@register(Claim(
+    id="L7", paper="A", provenance="reconstructed",
+    statement="DP, one attribute, no box: y = z if |d| <= eps, else y_i = z_i - s delta n1/(n0+n1) on "
+              "S0, z_i + s delta n0/(n0+n1) on S1 (s = sign d, delta = |d| - eps); with a box "
+              "y = clip(z - nu a), nu the root of nu -> a^T clip(z - nu a) at +-eps "
+              "(nu = 0 when clip(z) is feasible)",
+    tolerance="no box: |y - y_closed|_inf <= 2 delta (two O(b)-sum evaluations of d, delta = 4 b u scale); "
+              "box: nu by scipy brentq to |dnu| <= xtol = 4 eps_mach |nu| (its smallest rtol; the root of "
+              "a piecewise-linear monotone function), so |y - y_closed| <= 2 delta + 2 xtol ||a||_inf",
+    faults=("swapped-weights", "eps-misapplied")))
+def check_l7(ctx: Context) -> list[CheckResult]:
+    try:
+        layer = get_layer(ctx)
+    except Unavailable as exc:
+        return _unavailable("L7", exc)
+    n_inst = 40 if ctx.full else 8
+    rng = _seed(ctx, 7)
+    worst: dict[str, tuple[float, float] | None] = dict.fromkeys(("nobox", "inside", "box", "box-clip"))
+    for _ in ctx.iterate(range(n_inst), "L7 instances"):
+        b = int(rng.integers(4, 65))
+        n0 = int(rng.integers(1, b))
+        groups = rng.permutation(np.r_[np.zeros(n0, int), np.ones(b - n0, int)])[:, None]
+        sign = rng.choice([-1.0, 1.0])
+        z = rng.normal(0, 1, b) + sign * 0.8 * groups[:, 0]
+        a = build_constraints(groups, "dp", eps=EPS, b=b).A[0]
+        s = scale_of(z)
+        delta = forward_error(b, s)
+        # no box, |d| > eps (offset 0.8 makes it so; redraws that land inside are the "inside" case)
+        inst = Instance("dp", z, groups, None, "dp", EPS, None)
+        key = "nobox" if abs(a @ z) > EPS else "inside"
+        y = layer.numpy(inst)(z)
+        worst[key] = _worse(worst[key], (float(np.max(np.abs(y - closed_form_dp(z, groups[:, 0], EPS)))),
+                                         2 * delta))
+        # inside: shrink the gap below eps
+        zi = z - (a @ z) * a / (a @ a) * (1 - 0.5 * EPS / max(abs(a @ z), EPS))
+        yi = layer.numpy(inst.with_z(zi))(zi)
+        worst["inside"] = _worse(worst["inside"], (float(np.max(np.abs(yi - zi))), 2 * delta))
+        # box
+        inst_b = Instance("dp", z, groups, None, "dp", EPS, BOX)
+        yb = layer.numpy(inst_b)(z)
+        yc, nu = closed_form_dp_box(z, a, EPS, BOX)
+        xtol = BRENTQ_RTOL * abs(nu) + 1e-300
+        key = "box" if nu != 0.0 else "box-clip"
+        worst[key] = _worse(worst[key], (float(np.max(np.abs(yb - yc))),
+                                         2 * delta + 2 * xtol * np.max(np.abs(a))))
+    # clip(z) feasible although z is not in the box: nu = 0
+    zc = np.r_[np.full(3, 2.0), np.full(3, 2.0), rng.normal(0, 0.1, 4)]
+    gc = np.r_[np.zeros(3, int), np.ones(3, int), rng.integers(0, 2, 4)][:, None]
+    ac = build_constraints(gc, "dp", eps=EPS, b=zc.size).A[0]
+    yc, nu = closed_form_dp_box(zc, ac, EPS, BOX)
+    yb = layer.numpy(Instance("dp", zc, gc, None, "dp", EPS, BOX))(zc)
+    worst["box-clip"] = _worse(worst["box-clip"],
+                               (float(np.max(np.abs(yb - yc))), 2 * forward_error(10, 2.0)))
+    return [CheckResult.compare(f"L7-{k}", f, bnd, detail=f"max |y_layer - y_closed_form| ({k})",
+                                evidence={"instances": n_inst, "seed": ctx.seed})
+            for k, (f, bnd) in ((k, v) for k, v in worst.items() if v is not None)]
+
+
+def closed_form_dp(z: np.ndarray, s1: np.ndarray, eps: float) -> np.ndarray:
+    """L7 without a box: y = z if |d| <= eps; else z_i - s delta n1/(n0+n1) on S0 and
+    z_i + s delta n0/(n0+n1) on S1."""
+    s1 = np.asarray(s1).astype(bool)
+    n0, n1 = int((~s1).sum()), int(s1.sum())
+    d = z[~s1].mean() - z[s1].mean()
+    if abs(d) <= eps:
+        return z.copy()
+    sgn, delta = np.sign(d), abs(d) - eps
+    return np.where(s1, z + sgn * delta * n0 / (n0 + n1), z - sgn * delta * n1 / (n0 + n1))
+
+
+def closed_form_dp_box(z: np.ndarray, a: np.ndarray, eps: float, bounds) -> tuple[np.ndarray, float]:
+    """L7 with a box: y = clip(z - nu a), nu the root of phi(nu) = a^T clip(z - nu a) = +-eps found by
+    scipy brentq (an independent method from the breakpoint search of the reference). Returns (y, nu)."""
+    from scipy.optimize import brentq
+
+    lb, ub = bounds
+    phi = lambda nu: float(a @ np.clip(z - nu * a, lb, ub))   # noqa: E731 - nonincreasing in nu
+    d0 = phi(0.0)
+    if abs(d0) <= eps:
+        return np.clip(z, lb, ub), 0.0
+    target = eps if d0 > eps else -eps
+    span = (ub - lb + np.max(np.abs(z))) / np.min(np.abs(a[a != 0]))   # every coordinate clamped beyond
+    lo, hi = (0.0, span) if d0 > eps else (-span, 0.0)
+    nu = brentq(lambda v: phi(v) - target, lo, hi, xtol=1e-300, rtol=BRENTQ_RTOL, maxiter=500)
+    return np.clip(z - nu * a, lb, ub), float(nu)
