@@ -1,0 +1,294 @@
+"""Input validation and the constraint rows of a batch of problems, in *cell* form (torch).
+
+Every metric of ``reference.constraints`` has rows that are constant on *cells*: the coordinates
+sharing the same attribute values (and, for ``eo``, the same label class). With ``cell[p, i]`` the cell
+of coordinate i in problem p and ``n[p, c]`` the cell sizes, row k of problem p is
+
+    a_k(i) = W[p, k, cell[p, i]],      so   A y = W @ cellsum(y),   A^T nu = (W^T nu)[cell].
+
+W is (P, m, C) with m, C small (m <= 2 k rows, C <= 2^k or 2^(k+1) cells), so every solver step costs
+one pass over the b coordinates plus O(m C) work. Rows are ordered as in the reference.
+A row whose group is empty is zeroed (``valid`` False) when ``empty="drop"`` and raises otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import torch
+
+from reference.constraints import METRICS
+
+FLOATS = (torch.float32, torch.float64)
+
+
+@dataclasses.dataclass
+class Problem:
+    """P independent problems of size b, flattened from the caller's leading dims ``batch_shape``.
+
+    z: (P, b); cell: (P, b) int64 (an expanded view when groups are shared); W: (P|1, m, C);
+    center: (P|1, m); valid: (P|1, m) bool; eps: (P,) (may carry autograd); bounds: (lb, ub) or None;
+    rowof: (C,) row of each cell when the rows have disjoint supports (separable), else None.
+    """
+
+    z: torch.Tensor
+    batch_shape: tuple
+    cell: torch.Tensor
+    W: torch.Tensor
+    center: torch.Tensor
+    valid: torch.Tensor
+    eps: torch.Tensor
+    bounds: tuple | None
+    rowof: torch.Tensor | None
+
+    @property
+    def P(self) -> int:
+        return self.z.shape[0]
+
+    @property
+    def b(self) -> int:
+        return self.z.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def C(self) -> int:
+        return self.W.shape[2]
+
+
+def resolve_device(device) -> torch.device | None:
+    """``device`` argument -> torch.device; "cuda" without CUDA raises ValueError naming it."""
+    if device is None:
+        return None
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available "
+                         "(torch.cuda.is_available() is False)")
+    return dev
+
+
+def as_z(z, device) -> torch.Tensor:
+    """z as a floating tensor (numpy input -> float64) on ``device`` (if given), at least 1-d."""
+    if not isinstance(z, torch.Tensor):
+        z = torch.as_tensor(np.asarray(z, dtype=np.float64))
+    if device is not None:
+        z = z.to(device)
+    if z.dtype not in FLOATS:
+        raise ValueError(f"z must be float32 or float64, got {z.dtype}")
+    if z.ndim == 0:
+        raise ValueError("z must have shape (..., b), got a scalar")
+    if z.shape[-1] == 0:
+        raise ValueError("z is empty (b = 0)")
+    return z
+
+
+def _aux_tensor(x, name: str, z: torch.Tensor, *, floating: bool) -> torch.Tensor:
+    """groups/targets/eps/lam -> tensor on z's device; a tensor on another device (or, for floating
+    inputs, of another float dtype) raises instead of being moved silently."""
+    if isinstance(x, torch.Tensor):
+        if x.device != z.device:
+            raise ValueError(f"device mismatch: {name} is on {x.device}, z on {z.device}")
+        if floating and x.dtype in FLOATS and x.dtype != z.dtype:
+            raise ValueError(f"dtype mismatch: {name} is {x.dtype}, z is {z.dtype}")
+        return x.to(z.dtype) if floating else x
+    arr = np.asarray(x)
+    if floating:
+        return torch.as_tensor(arr.astype(np.float64), device=z.device).to(z.dtype)
+    return torch.as_tensor(arr, device=z.device)
+
+
+def scalar_or_batch(x, name: str, z: torch.Tensor, batch_shape: tuple, P: int) -> torch.Tensor:
+    """eps / lam: a number or a tensor of shape () or ``batch_shape`` -> (P,) in z's dtype; finite, >= 0."""
+    t = _aux_tensor(x, name, z, floating=True)
+    if t.shape not in ((), tuple(batch_shape)):
+        raise ValueError(f"shape mismatch: {name} must be a scalar or have shape {tuple(batch_shape)}, "
+                         f"got {tuple(t.shape)}")
+    return t.reshape(-1).expand(P) if t.ndim == 0 else t.reshape(P)
+
+
+def check_bounds(bounds) -> tuple[float, float] | None:
+    from reference.constraints import check_bounds as ref_check
+    if isinstance(bounds, (tuple, list)):
+        bounds = tuple(float(v.item()) if isinstance(v, torch.Tensor) else v for v in bounds)
+    return ref_check(bounds)
+
+
+def _split_groups(g: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """groups -> (G, b, k) with G in {1, P}; the shape rule (z is (..., b)):
+
+    (b,) shared, one attribute; (b, k) shared, k attributes (when z is 1-d, or when the shape is not
+    z's shape); z.shape per problem, one attribute; z.shape + (k,) per problem, k attributes.
+    """
+    b, bs = z.shape[-1], tuple(z.shape[:-1])
+    P = int(np.prod(bs)) if bs else 1
+    shape = tuple(g.shape)
+    if g.ndim == 1 and shape[0] == b:
+        return g.reshape(1, b, 1), True
+    if z.ndim > 1 and shape == tuple(z.shape):
+        return g.reshape(P, b, 1), False
+    if z.ndim > 1 and shape[:-1] == tuple(z.shape):
+        return g.reshape(P, b, shape[-1]), False
+    if g.ndim == 2 and shape[0] == b:
+        return g.reshape(1, b, shape[1]), True
+    raise ValueError(f"shape mismatch: groups must have shape ({b},), ({b}, k), {tuple(z.shape)} or "
+                     f"{tuple(z.shape)} + (k,) for z of shape {tuple(z.shape)}; got {shape}")
+
+
+def _inv(n: torch.Tensor) -> torch.Tensor:
+    return torch.where(n > 0, 1.0 / n.clamp_min(1), torch.zeros_like(n))
+
+
+def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: str = "raise",
+                  device=None, check: bool = True, eps_name: str = "eps") -> Problem:
+    """Validate the inputs (same errors as the reference) and build the cell-form rows.
+
+    ``check=False`` skips the value checks that need a device->host sync (NaN, binary groups, empty
+    groups, eps >= 0, MR feasibility); shapes, dtypes and devices are always checked.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if empty not in ("raise", "drop"):
+        raise ValueError(f"empty must be 'raise' or 'drop', got {empty!r}")
+    z = as_z(z, resolve_device(device))
+    bounds = check_bounds(bounds)
+    b, batch_shape = z.shape[-1], tuple(z.shape[:-1])
+    P = int(np.prod(batch_shape)) if batch_shape else 1
+    zf = z.reshape(P, b)
+    g = _aux_tensor(groups, "groups", z, floating=False)
+    g, shared = _split_groups(g, z)
+    if g.shape[2] == 0:
+        raise ValueError("groups has no attribute column")
+    k = g.shape[2]
+    eps_t = scalar_or_batch(eps, eps_name, z, batch_shape, P)
+    tg = None
+    if metric in ("mr", "eo"):
+        if targets is None:
+            raise ValueError(f"metric {metric!r} needs targets (y_true), got None")
+        tg = _aux_tensor(targets, "targets", z, floating=True)
+        if tuple(tg.shape) == (b,):
+            tg = tg.reshape(1, b)
+        elif tuple(tg.shape) == tuple(z.shape):
+            tg = tg.reshape(P, b)
+        else:
+            raise ValueError(f"shape mismatch: targets has shape {tuple(tg.shape)}, expected ({b},) "
+                             f"or {tuple(z.shape)}")
+    if check:
+        bad_g = ~((g == 0) | (g == 1))
+        flags = torch.stack([~torch.isfinite(zf).all(), bad_g.any(),
+                             ~torch.isfinite(eps_t).all(), (eps_t < 0).any(),
+                             torch.tensor(False, device=z.device) if tg is None
+                             else ~torch.isfinite(tg).all()]).tolist()
+        if flags[0]:
+            raise ValueError("z contains NaN or inf")
+        if flags[1]:
+            raise ValueError("groups must be binary (0/1) labels; got values "
+                             f"{torch.unique(g[bad_g]).tolist()[:6]}")
+        if flags[2]:
+            raise ValueError(f"{eps_name} must be finite")
+        if flags[3]:
+            raise ValueError(f"{eps_name} must be >= 0, got {eps_t.min().item()}")
+        if flags[4]:
+            raise ValueError("targets contains NaN or inf")
+    g = g.to(torch.int64)
+
+    if metric == "dp_pairwise" and k == 1:
+        metric_rows = "dp"          # two cells, one pair: the single dp row (same sign, same order)
+    else:
+        metric_rows = metric
+    separable = metric_rows in ("dp", "mr", "eo") and k == 1
+
+    # cell codes: attribute bits, most significant first (lexicographic order of the group rows)
+    weights = 2 ** torch.arange(k - 1, -1, -1, device=z.device)
+    code = (g * weights).sum(-1)                                  # (G, b)
+    n_attr = 2 ** k
+    if metric_rows == "eo":
+        code = code + n_attr * (tg > 0.5).to(torch.int64)        # (P|1, b)
+        n_full = 2 * n_attr
+    else:
+        n_full = n_attr
+    Pc = code.shape[0]
+    if separable:
+        cells = list(range(n_full))                               # no compaction: no host sync
+        cell = code
+    else:
+        present = torch.zeros(Pc, n_full, dtype=torch.bool, device=z.device)
+        present.scatter_(1, code, True)
+        cells = torch.nonzero(present.any(0)).reshape(-1).tolist()
+        lut = torch.full((n_full,), -1, dtype=torch.int64, device=z.device)
+        lut[cells] = torch.arange(len(cells), device=z.device)
+        cell = lut[code]
+    C = len(cells)
+    counts = torch.zeros(Pc, C, dtype=z.dtype, device=z.device).scatter_add_(
+        1, cell, torch.ones_like(cell, dtype=z.dtype))
+    bits = torch.tensor([[(c >> (k - 1 - j)) & 1 for j in range(k)] for c in cells],
+                        dtype=z.dtype, device=z.device).reshape(C, k)
+    label = torch.tensor([c // n_attr for c in cells], dtype=z.dtype, device=z.device)
+
+    names: list[str] = []
+    center = None
+    if metric_rows == "dp":
+        sel0, sel1 = (1 - bits).T, bits.T                         # (k, C)
+        names = [f"attribute {j} group {a}" for j in range(k) for a in (0, 1)]
+    elif metric_rows == "eo":
+        sel0 = torch.stack([(label == y) * (1 - bits[:, j]) for y in (0, 1) for j in range(k)])
+        sel1 = torch.stack([(label == y) * bits[:, j] for y in (0, 1) for j in range(k)])
+        names = [f"attribute {j} group {a} in class y={y}" for y in (0, 1) for j in range(k) for a in (0, 1)]
+    elif metric_rows == "mr":
+        sel0 = torch.stack([(bits[:, j] == a).to(z.dtype) for j in range(k) for a in (0, 1)])
+        sel1 = None
+        names = [f"attribute {j} group {a}" for j in range(k) for a in (0, 1)]
+    else:  # dp_pairwise over the present cells
+        pairs = list(itertools.combinations(range(C), 2))
+        eye = torch.eye(C, dtype=z.dtype, device=z.device)
+        sel0 = eye[[p for p, _ in pairs]].reshape(len(pairs), C)
+        sel1 = eye[[q for _, q in pairs]].reshape(len(pairs), C)
+
+    n0 = counts @ sel0.T                                          # (Pc, m)
+    if sel1 is None:                                              # mr: a = 1_S / n_S, c = mean_S(targets)
+        valid = n0 > 0
+        W = sel0[None] * _inv(n0)[..., None]
+        tsum = torch.zeros(tg.shape[0], C, dtype=z.dtype, device=z.device).scatter_add_(
+            1, cell.expand(tg.shape[0], b) if cell.shape[0] == 1 else cell, tg)
+        center = (tsum @ sel0.T) * _inv(n0)
+        if tsum.shape[0] != W.shape[0]:                           # shared groups, per-problem targets
+            W = W.expand(tsum.shape[0], -1, -1)
+            valid = valid.expand(tsum.shape[0], -1)
+        empty0 = ~valid
+        empty1 = torch.zeros_like(valid)
+    else:
+        n1 = counts @ sel1.T
+        empty0, empty1 = n0 == 0, n1 == 0
+        valid = ~(empty0 | empty1)
+        W = (sel0[None] * _inv(n0)[..., None] - sel1[None] * _inv(n1)[..., None]) * valid[..., None]
+        center = torch.zeros(valid.shape, dtype=z.dtype, device=z.device)
+
+    if check and empty == "raise":
+        if metric_rows == "dp_pairwise":
+            if bool((counts > 0).sum(1).min() < 2):
+                raise ValueError("empty group: dp_pairwise needs at least two non-empty cells")
+        elif bool((~valid).any()):
+            e = torch.stack([empty0.any(0), empty1.any(0)], -1).reshape(-1).tolist()   # (row, side)
+            what = names[(e[::2] if metric_rows == "mr" else e).index(True)]
+            raise ValueError(f"empty group: {what} has no sample in this batch "
+                             "(pass empty='drop' to drop its constraint, as the authors' layer does)")
+    if check and bounds is not None and metric_rows == "mr":
+        lb, ub = bounds
+        Wn = W * counts[:, None, :]                               # a_k summed per cell
+        lo_reach = torch.where(Wn > 0, Wn * lb, Wn * ub).sum(-1)
+        hi_reach = torch.where(Wn > 0, Wn * ub, Wn * lb).sum(-1)
+        e = eps_t.detach()[:, None]
+        bad = valid & ((center + e < lo_reach - 1e-12) | (center - e > hi_reach + 1e-12))
+        if bool(bad.any()):
+            raise ValueError(f"infeasible: a mean-residual constraint needs a group mean outside the box "
+                             f"[{lb}, {ub}] (targets outside the box?)")
+
+    rowof = None
+    if separable:
+        support = (sel0 != 0) if sel1 is None else ((sel0 != 0) | (sel1 != 0))   # (m, C)
+        rowof = support.to(torch.int64).argmax(0)
+    return Problem(z=zf, batch_shape=batch_shape, cell=cell.expand(P, b) if cell.shape[0] == 1 else cell,
+                   W=W, center=center, valid=valid, eps=eps_t, bounds=bounds, rowof=rowof)

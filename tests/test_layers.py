@@ -1,0 +1,312 @@
+"""layers.project / layers.penalized_step / layers.FairnessLayer on the CPU against the exact reference.
+
+Tolerances (u64 = 1.1e-16, u32 = 6.0e-8; scale = 1 + max|z|):
+* float64 agreement with ``reference``: max |y - y_ref| <= 1e-12 * scale. Both are exact up to round-off:
+  separable rows solve the same linear piece from fresh sums of <= 2b terms (|error| <= 2 b u64 scale
+  kappa, kappa = ||a||^2 / ||a_F||^2 the free-set amplification, <= 4e-12 worst case at b <= 64 with
+  kappa <= 4; measured ~4e-16); coupled rows are polished on the same active set and both certified
+  below ``kkt_tolerance(b)`` = 1e-12 (30 sqrt(b) u64 ~ 3e-14 at b <= 64), so the bound is that tolerance.
+* float32 (input already rounded to float32, so only the arithmetic differs): y_i = z_i - nu a_i with nu
+  from two sums of b terms of size <= ||a||_1 scale = 2 scale (dp): error <= (4 b + 4) u32 scale kappa
+  (gamma_b per sum, one rounding for z_i - s and one for the clip), kappa as above, read off the
+  reference solution.
+* gradcheck: float64 central differences with step 1e-6 at points whose active set is at least 1e-4
+  (relative) away from any kink, so the piecewise-affine g is affine on the whole stencil;
+  gradgradcheck checks the (zero) second derivative the same way.
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import layers
+import reference
+from reference.constraints import build_constraints
+
+pytestmark = [pytest.mark.cpu, pytest.mark.torch]
+
+U32 = float(np.finfo(np.float32).eps) / 2
+SEPARABLE = [("dp", 1), ("mr", 1), ("eo", 1)]
+COUPLED = [("dp", 2), ("dp", 3), ("mr", 2), ("eo", 2), ("dp_pairwise", 2), ("dp_pairwise", 3)]
+BOUNDS = [None, (-1.0, 2.0), (0.0, 3.5), (-3.5, 3.5)]
+EPSS = [0.0, 1e-3, 0.05, 0.5, 5.0]
+
+
+def make(seed, metric, k, b, eps, bounds, ties=False, shift=2.0):
+    """One random instance (z, groups, targets): group offsets make rows active; targets inside the box."""
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 2, (b, k))
+    z = rng.normal(0, 2, b) + shift * groups[:, 0] - (shift / 2) * groups[:, -1]
+    if ties:
+        z = np.round(z, 1)                              # ties and coordinates exactly on the bounds
+    z = np.clip(z, -10, 10)
+    targets = rng.normal(0.5, 1, b)
+    if bounds is not None:
+        targets = np.clip(targets, *bounds)
+    return dict(z=z, groups=groups if k > 1 else groups[:, 0], metric=metric, eps=eps, bounds=bounds,
+                targets=targets, empty="drop")
+
+
+def ours(inst, dtype=torch.float64, **kw):
+    t = lambda x: torch.as_tensor(x, dtype=dtype)
+    return layers.project(t(inst["z"]), torch.as_tensor(inst["groups"]), metric=inst["metric"],
+                          eps=inst["eps"], bounds=inst["bounds"], targets=t(inst["targets"]),
+                          empty=inst["empty"], **kw)
+
+
+@st.composite
+def instances(draw, metric, k):
+    return make(draw(st.integers(0, 2**31 - 1)), metric, k, draw(st.integers(2, 64)),
+                draw(st.sampled_from(EPSS)), draw(st.sampled_from(BOUNDS)), ties=draw(st.booleans()),
+                shift=draw(st.floats(-4, 4)))
+
+
+def _agree(inst):
+    y_ref = reference.project(**inst)
+    y = ours(inst).numpy()
+    scale = 1 + np.abs(inst["z"]).max()
+    assert np.abs(y - y_ref).max() <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("metric,k", SEPARABLE)
+def test_separable_matches_reference(metric, k):
+    settings(max_examples=80)(given(instances(metric, k))(_agree))()
+
+
+@pytest.mark.parametrize("metric,k", SEPARABLE)
+def test_batched_per_problem_inputs_match_loop(metric, k):
+    """z (4, 5, b) with per-problem groups, targets and eps tensors == one reference call per problem."""
+    rng = np.random.default_rng(3)
+    shape, b = (4, 5), 24
+    G = rng.integers(0, 2, shape + (b,))
+    Z = rng.normal(0, 2, shape + (b,)) + 2 * G
+    T = rng.uniform(0, 1, shape + (b,))
+    E = rng.uniform(0, 0.3, shape)
+    Y = layers.project(torch.tensor(Z), torch.tensor(G), metric=metric, eps=torch.tensor(E), bounds=(0, 1),
+                       targets=torch.tensor(T), empty="drop").numpy()
+    for idx in np.ndindex(*shape):
+        y_ref = reference.project(Z[idx], G[idx], metric=metric, eps=E[idx], bounds=(0, 1), targets=T[idx],
+                                  empty="drop")
+        assert np.abs(Y[idx] - y_ref).max() <= 1e-12 * (1 + np.abs(Z).max())
+
+
+def test_shared_groups_broadcast_over_batch():
+    rng = np.random.default_rng(4)
+    g = rng.integers(0, 2, 30)
+    Z = rng.normal(0, 2, (3, 30)) + 2 * g
+    Y = layers.project(torch.tensor(Z), torch.tensor(g), metric="dp", eps=0.1, bounds=(-1, 1)).numpy()
+    for p in range(3):
+        assert np.abs(Y[p] - reference.project(Z[p], g, metric="dp", eps=0.1, bounds=(-1, 1))).max() <= 1e-12
+
+
+@pytest.mark.parametrize("bounds", [None, (-1.0, 1.0), (0.0, 3.0)])
+def test_penalized_step_one_row_matches_reference(bounds):
+    @settings(max_examples=60)
+    @given(st.integers(0, 2**31 - 1), st.integers(2, 48), st.sampled_from([0.0, 0.01, 0.3, 3.0, 30.0]))
+    def check(seed, b, lam):
+        inst = make(seed, "dp", 1, b, 0.0, bounds)
+        y_ref = reference.penalized_step(inst["z"], inst["groups"], lam=lam, bounds=bounds)
+        y = layers.penalized_step(torch.tensor(inst["z"]), torch.tensor(inst["groups"]), lam=lam,
+                                  bounds=bounds).numpy()
+        assert np.abs(y - y_ref).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
+
+    check()
+
+
+def test_penalized_step_batched_streams():
+    """S streams x b: per-stream lam and groups, empty groups dropped (G = 0), as layers.online uses it."""
+    rng = np.random.default_rng(5)
+    S, b = 64, 6
+    G = rng.integers(0, 2, (S, b))
+    G[0] = 0                                               # one stream with an empty group
+    Z = rng.normal(0.5, 1, (S, b)) + G
+    lam = rng.uniform(0, 4, S)
+    Y = layers.penalized_step(torch.tensor(Z), torch.tensor(G), lam=torch.tensor(lam), bounds=(0, 1)).numpy()
+    for s in range(S):
+        y_ref = reference.penalized_step(Z[s], G[s], lam=lam[s], bounds=(0, 1))
+        assert np.abs(Y[s] - y_ref).max() <= 1e-12 * (1 + np.abs(Z).max())
+
+
+# ----------------------------------------------------------------------------------------- float32
+
+def _kappa(inst, y_ref):
+    """max over active rows of ||a||^2 / ||a_F||^2 (free-set amplification of the row solve)."""
+    C = build_constraints(inst["groups"], inst["metric"], eps=inst["eps"], b=inst["z"].size,
+                          targets=inst["targets"], bounds=inst["bounds"], empty="drop")
+    if inst["bounds"] is None:
+        return 1.0
+    lb, ub = inst["bounds"]
+    free = (y_ref > lb) & (y_ref < ub)
+    k = 1.0
+    for a in C.A:
+        den = float(np.sum(a[free] ** 2))
+        if den > 0:
+            k = max(k, float(np.sum(a**2)) / den)
+    return k
+
+
+@pytest.mark.parametrize("metric,k", SEPARABLE)
+def test_float32_within_derived_tolerance(metric, k):
+    worst = 0.0
+    for seed in range(60):
+        inst = make(seed, metric, k, 8 + seed, EPSS[seed % 5], BOUNDS[seed % 4])
+        inst["z"] = inst["z"].astype(np.float32).astype(np.float64)
+        inst["targets"] = inst["targets"].astype(np.float32).astype(np.float64)
+        y_ref = reference.project(**inst)
+        y = ours(inst, dtype=torch.float32)
+        assert y.dtype == torch.float32
+        b, scale = inst["z"].size, 1 + np.abs(inst["z"]).max()
+        tol = (4 * b + 4) * U32 * scale * _kappa(inst, y_ref)
+        err = np.abs(y.double().numpy() - y_ref).max()
+        assert err <= tol, (seed, err, tol)
+        worst = max(worst, err / tol)
+    assert worst > 0                                  # float32 really differs: the test can fail
+
+
+# -------------------------------------------------------------------------------------- gradients
+
+def _margin(inst, y_ref):
+    """Relative distance of the solution to the nearest kink: coordinates to the bounds (for free ones),
+    slack of inactive rows; 0 if a coordinate sits exactly on a bound with w = z - A^T nu on it."""
+    res = reference.solve(**inst)
+    C, y, z = res.constraints, res.y, inst["z"]
+    scale = 1 + np.abs(z).max()
+    m = np.inf
+    if C.m:
+        slack = C.eps - np.abs(C.gaps(y))
+        inactive = np.abs(res.mu) == 0
+        if inactive.any():
+            m = min(m, slack[inactive].min())
+        if (~inactive).any():
+            m = min(m, np.abs(res.mu[~inactive]).min())
+    if C.bounds is not None:
+        w = z - C.A.T @ (res.mu / 2) if C.m else z
+        m = min(m, np.abs(w - C.bounds[0]).min(), np.abs(w - C.bounds[1]).min())
+    return m / scale
+
+
+def _non_kink(metric, k, bounds, seed0):
+    for seed in range(seed0, seed0 + 200):
+        inst = make(seed, metric, k, 10, 0.1, bounds)
+        try:
+            if _margin(inst, None) > 1e-4:
+                return inst
+        except ValueError:
+            continue
+    raise AssertionError("no non-kink instance found")
+
+
+def _grad_funcs(inst):
+    g = torch.as_tensor(inst["groups"])
+    t = torch.as_tensor(inst["targets"])
+    f = lambda z, e: layers.project(z, g, metric=inst["metric"], eps=e, bounds=inst["bounds"], targets=t,
+                                    empty="drop")
+    z = torch.tensor(inst["z"], requires_grad=True)
+    e = torch.tensor(inst["eps"], dtype=torch.float64, requires_grad=True)
+    return f, (z, e)
+
+
+@pytest.mark.parametrize("bounds", [None, (-1.0, 1.5)])
+@pytest.mark.parametrize("metric,k", SEPARABLE)
+def test_gradcheck_and_gradgradcheck(metric, k, bounds):
+    inst = _non_kink(metric, k, bounds, 100)
+    f, args = _grad_funcs(inst)
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-8, rtol=1e-6)
+    assert torch.autograd.gradgradcheck(f, args, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric,k", SEPARABLE)
+def test_jacobian_is_the_projector_of_l3(metric, k):
+    """J symmetric, idempotent, equal to the projector onto {v_fixed = 0, A_active v = 0}."""
+    from verify.harness import active_set, projector_jacobian
+    inst = _non_kink(metric, k, (-1.0, 1.5), 300)
+    f, (z, e) = _grad_funcs(inst)
+    J = torch.autograd.functional.jacobian(lambda v: f(v, e), z).numpy()
+    y_ref = reference.project(**inst)
+    C = build_constraints(inst["groups"], inst["metric"], eps=inst["eps"], b=y_ref.size,
+                          targets=inst["targets"], bounds=inst["bounds"], empty="drop")
+    rows, free = active_set(C, y_ref, tol=1e-9)
+    assert rows.any()                                   # a fairness row is active: J is not diagonal
+    np.testing.assert_allclose(J, projector_jacobian(C.A[rows], free), atol=1e-12)
+    np.testing.assert_allclose(J, J.T, atol=1e-12)
+    np.testing.assert_allclose(J @ J, J, atol=1e-12)
+
+
+def test_penalized_step_gradcheck():
+    for bounds, lam in [((-1.0, 1.5), 0.3), ((-1.0, 1.5), 30.0), (None, 30.0)]:
+        inst = _non_kink("dp", 1, bounds, 500)
+        g = torch.as_tensor(inst["groups"])
+        f = lambda z, lam_, g=g, bounds=bounds: layers.penalized_step(z, g, lam=lam_, bounds=bounds)
+        args = (torch.tensor(inst["z"], requires_grad=True),
+                torch.tensor(lam, dtype=torch.float64, requires_grad=True))
+        assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-8)
+        assert torch.autograd.gradgradcheck(f, args, eps=1e-6, atol=1e-8)
+
+
+def test_no_grad_path_equals_grad_path():
+    inst = make(7, "dp", 1, 40, 0.05, (-1.0, 2.0))
+    y0 = ours(inst)
+    z = torch.tensor(inst["z"], requires_grad=True)
+    y1 = layers.project(z, torch.as_tensor(inst["groups"]), metric="dp", eps=0.05, bounds=(-1.0, 2.0))
+    assert y1.requires_grad
+    assert torch.abs(y1.detach() - y0).max() <= 1e-15 * (1 + np.abs(inst["z"]).max())
+    y2 = ours(inst, check=False)
+    assert torch.equal(y0, y2)
+
+
+def test_fairness_layer_module_learns_eps():
+    rng = np.random.default_rng(8)
+    g = torch.tensor(rng.integers(0, 2, 32))
+    z = torch.tensor(rng.normal(0, 1, 32)) + g
+    eps = torch.nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
+    layer = layers.FairnessLayer("dp", eps, bounds=(-2, 3))
+    y = layer(z, g)
+    assert torch.equal(y, layers.project(z, g, metric="dp", eps=0.1, bounds=(-2, 3)))
+    (y * (2 * g - 1)).sum().backward()                 # d/d eps of the gap-weighted sum is nonzero
+    assert eps.grad is not None and eps.grad.abs() > 0
+    assert "dp" in repr(layer)
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+def _call(z=None, groups=None, **kw):
+    z = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64) if z is None else z
+    groups = torch.tensor([0, 1, 0, 1]) if groups is None else groups
+    args = dict(metric="dp", eps=0.1)
+    args.update(kw)
+    return layers.project(z, groups, **args)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(z=torch.tensor([0.0, float("nan"), 1.0, 2.0])), "NaN"),
+    (dict(groups=torch.tensor([0, 0, 0, 0])), "empty group"),
+    (dict(eps=-0.1), "eps must be >= 0"),
+    (dict(bounds=(1.0, 1.0)), "lb < ub"),
+    (dict(groups=torch.tensor([0, 1, 0])), "shape mismatch"),
+    (dict(groups=torch.tensor([0, 2, 0, 1])), "binary"),
+    (dict(metric="mr"), "needs targets"),
+    (dict(metric="mr", targets=torch.tensor([5.0, 5, 5, 5], dtype=torch.float64), bounds=(0, 1)),
+     "infeasible"),
+    (dict(metric="xx"), "metric must be one of"),
+    (dict(eps=torch.tensor(0.1, dtype=torch.float32)), "dtype mismatch"),
+    (dict(eps=torch.tensor([0.1, 0.2], dtype=torch.float64)), "shape mismatch"),
+    (dict(metric="mr", targets=torch.tensor([0.0, 1.0], dtype=torch.float64)), "shape mismatch"),
+    (dict(empty="nope"), "empty must be"),
+])
+def test_bad_input_raises(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _call(**kw)
+
+
+def test_bad_lam_raises():
+    with pytest.raises(ValueError, match="lam"):
+        layers.penalized_step(torch.zeros(4, dtype=torch.float64), torch.tensor([0, 1, 0, 1]), lam=-1.0,
+                              bounds=(0, 1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_requested_without_cuda_raises():
+    with pytest.raises(ValueError, match="CUDA"):
+        _call(device="cuda")
