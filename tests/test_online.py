@@ -1,0 +1,137 @@
+"""Algorithm 1 (reference/online.py, layers/online.py) and its claims O1-O6 (verify/claims_online.py)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from reference import online as ref
+from reference import penalized_step, project
+from reference.data import make_stream
+from verify.registry import REGISTRY, Context, Verdict
+
+EPS = 0.05
+
+
+def _stream(T=200, **kw):
+    kw.setdefault("noise", 0.5)
+    return make_stream(T, seed=3, **kw)
+
+
+# ------------------------------------------------------------------------------------- reference algorithm
+
+def test_schedules():
+    assert ref.step_size(1, 0.5, "package") == 0.5
+    assert ref.step_size(4, 0.5, "package") == 0.25
+    assert ref.step_size(1, 0.5, "experiment") == ref.step_size(2, 0.5, "experiment") == 0.5
+    assert ref.step_size(5, 0.5, "experiment") == 0.25
+    with pytest.raises(ValueError, match="schedule"):
+        ref.step_size(1, 0.5, "constant")
+
+
+def test_trace_follows_the_recursion():
+    """Each step is the exact penalised step at coefficient lambda_t b_t, and lambda follows the update."""
+    s = _stream(50)
+    tr = ref.run_online(s, eps=EPS, eta0=0.5)
+    assert tr.lam[0] == 0.0 and tr.T == 50
+    for t, bt in enumerate(s.batches):
+        y = penalized_step(bt.z, bt.groups, lam=tr.lam[t] * bt.z.size, bounds=None)
+        np.testing.assert_array_equal(tr.y[t], y)
+        assert tr.g[t] == pytest.approx(ref.batch_gap(y, bt.groups), abs=1e-15)
+        eta = 0.5 / math.sqrt(t + 1)
+        assert tr.eta[t] == eta
+        assert tr.lam[t + 1] == max(0.0, tr.lam[t] + eta * bt.z.size * (tr.g[t] - EPS))
+
+
+def test_bound_is_equality_at_T1_and_holds_later():
+    tr = ref.run_online(_stream(300), eps=EPS)
+    W, bound = tr.weighted_gap(), tr.bound("last")
+    assert W[0] == pytest.approx(bound[0], rel=1e-14)          # W_1 = eps + lam_2/(eta_1 b_1)
+    assert np.all(W <= bound + tr.roundoff())
+    assert np.all(tr.bound("max") >= bound)
+
+
+def test_hard_layer_switch_leaves_dual_state():
+    s = _stream(120, batch_size=(2, 64))
+    tr = ref.run_online(s, eps=EPS, b_tau=40)
+    assert tr.hard.any() and (~tr.hard).any()
+    for t in np.flatnonzero(tr.hard):
+        bt = s.batches[t]
+        np.testing.assert_array_equal(tr.y[t], project(bt.z, bt.groups, metric="dp", eps=EPS))
+        assert tr.lam[t + 1] == tr.lam[t] and tr.eta[t] == 0.0
+    # the step counter counts dual updates only
+    first = np.flatnonzero(~tr.hard)[:3]
+    np.testing.assert_allclose(tr.eta[first], 0.5 / np.sqrt([1, 2, 3]))
+
+
+def test_singletons_have_no_gap():
+    from verify.claims_online import scenario_stream
+
+    batches, _ = scenario_stream("singletons", 40, 0)
+    tr = ref.run_online(batches, eps=EPS)
+    assert np.all(tr.b == 1) and np.all(tr.g == 0.0) and np.all(tr.lam == 0.0)
+    np.testing.assert_array_equal(np.concatenate(tr.y), np.concatenate([bt.z for bt in batches]))
+
+
+def test_sum_gap_equals_max_gap_for_one_row():
+    pytest.importorskip("cvxpy")
+    s = _stream(8)
+    a = ref.run_online(s, eps=EPS, gap="max")
+    b = ref.run_online(s, eps=EPS, gap="sum")
+    np.testing.assert_allclose(np.concatenate(b.y), np.concatenate(a.y), atol=1e-6)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(eps=-1.0), "eps"), (dict(eps=EPS, eta0=0.0), "eta0"), (dict(eps=EPS, schedule="x"), "schedule"),
+    (dict(eps=EPS, gap="mean"), "gap"), (dict(eps=EPS, b_tau=0), "b_tau"), (dict(eps=EPS, lam1=-1), "lam1"),
+])
+def test_bad_parameters_raise(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ref.run_online(_stream(3), **kw)
+
+
+def test_empty_stream_raises():
+    with pytest.raises(ValueError, match="no batch"):
+        ref.run_online([], eps=EPS)
+
+
+# --------------------------------------------------------------------------------------------- comparators
+
+def test_comparators():
+    s = _stream(60)
+    pooled = ref.pooled_projection(s, eps=EPS)
+    agg = ref.aggregate_optimum(s, eps=EPS)
+    hard = ref.hard_per_batch(s, eps=EPS)
+    assert pooled.gap <= EPS + 1e-12 and hard.gap <= EPS + 1e-12
+    assert agg.gap == pytest.approx(EPS, rel=1e-9)
+    # feasible sets: per-batch c aggregate c pooled (constant group counts) -> costs ordered
+    assert pooled.distortion.sum() <= agg.distortion.sum() * (1 + 1e-12)
+    assert agg.distortion.sum() <= hard.distortion.sum() * (1 + 1e-12)
+    # the aggregate optimum is a penalised step at one multiplier
+    bt = s.batches[7]
+    np.testing.assert_allclose(agg.y[7], penalized_step(bt.z, bt.groups, lam=agg.lam * 16, bounds=None),
+                               atol=1e-14)
+
+
+# ----------------------------------------------------------------------------------------- claims O1-O6
+
+def _run(cid, fault=None):
+    return REGISTRY[cid].run(Context(fault=fault))
+
+
+@pytest.mark.parametrize("cid", ["O1", "O2", "O5"])
+def test_claim_quick(cid):
+    import verify.claims_online  # noqa: F401
+
+    res = _run(cid)
+    bad = [f"{r.id}: {r.figure} {r.relation} {r.bound}" for r in res if r.verdict != Verdict.PASS]
+    assert not bad, bad
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("cid,fault", [("O1", "constant-step-bound"), ("O1", "unweighted-dual"),
+                                       ("O2", "no-overshoot-term"), ("O5", "pooled-as-weighted")])
+def test_planted_fault_fails(cid, fault):
+    import verify.claims_online  # noqa: F401
+
+    assert any(r.verdict == Verdict.FAIL for r in _run(cid, fault))
