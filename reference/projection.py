@@ -70,12 +70,6 @@ def _clip(w: np.ndarray, bounds) -> np.ndarray:
     return w if bounds is None else np.clip(w, bounds[0], bounds[1])
 
 
-def _free_mask(w: np.ndarray, bounds) -> np.ndarray:
-    if bounds is None:
-        return np.ones(w.shape, dtype=bool)
-    return (w > bounds[0]) & (w < bounds[1])
-
-
 def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
     """KKT residuals of ``y`` as the projection of ``z`` onto C with row multipliers ``mu``.
 
@@ -190,13 +184,6 @@ def _separable_nu(z: np.ndarray, C: Constraints) -> np.ndarray:
 
 # --------------------------------------------------------------------------------- coupled: dual Newton
 
-def _dual_objective(nu, z, C: Constraints):
-    w = z - C.A.T @ nu
-    y = _clip(w, C.bounds)
-    phi = 0.5 * (w @ w) - 0.5 * np.sum((w - y) ** 2) + C.center @ nu + C.eps * np.abs(nu).sum()
-    return phi, y, w
-
-
 def _polish(z: np.ndarray, C: Constraints, y_approx: np.ndarray, delta: float):
     """Exact solution for the active pattern read off ``y_approx`` with threshold ``delta``.
 
@@ -206,8 +193,6 @@ def _polish(z: np.ndarray, C: Constraints, y_approx: np.ndarray, delta: float):
     y is unique even when nu is not). Sign-correct multipliers come from bounded least squares
     (``nu >= 0`` on upper-active rows, ``<= 0`` on lower-active rows). Returns (nu, y) or None.
     """
-    from scipy.optimize import lsq_linear
-
     A, c, eps = C.A, C.center, C.eps
     r = A @ y_approx - c
     upper, lower = r >= eps - delta, r <= -eps + delta
@@ -253,14 +238,20 @@ def _signed_multipliers(AT, resid, free, y, C: Constraints, upper, lower) -> np.
         in_q = cell == q
         fq = in_q & free
         if fq.any():
-            rows.append(cols[q]); target.append(float(np.mean(resid[fq]))); slack_sign.append(0)
+            rows.append(cols[q])
+            target.append(float(np.mean(resid[fq])))
+            slack_sign.append(0)
         if C.bounds is not None:
             lb, ub = C.bounds
             uq, lq = in_q & ~free & (y == ub), in_q & ~free & (y == lb)
             if uq.any():
-                rows.append(cols[q]); target.append(float(np.min(resid[uq]))); slack_sign.append(1)
+                rows.append(cols[q])
+                target.append(float(np.min(resid[uq])))
+                slack_sign.append(1)
             if lq.any():
-                rows.append(cols[q]); target.append(float(np.max(resid[lq]))); slack_sign.append(-1)
+                rows.append(cols[q])
+                target.append(float(np.max(resid[lq])))
+                slack_sign.append(-1)
     M = np.array(rows)
     slack_idx = [i for i, sgn in enumerate(slack_sign) if sgn != 0]
     S = np.zeros((len(rows), len(slack_idx)))
@@ -326,7 +317,8 @@ def _newton_nu(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, int]:
 
 # --------------------------------------------------------------------------------------------- public API
 
-def solve(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: str = "raise") -> ProjectionResult:
+def solve(z, groups, *, metric: str, eps, bounds=None, targets=None,
+          empty: str = "raise") -> ProjectionResult:
     """Exact projection of z (b,) onto the fairness set of ``metric``; see the module docstring.
 
     groups: (b,) or (b, k) 0/1 labels; targets: (b,) needed for "mr" and "eo"; bounds: (lb, ub) or None.
@@ -437,6 +429,7 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
     raise ConvergenceError("penalized step: secant on the max-gap level did not converge")
 
 
-def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None, empty: str = "drop") -> np.ndarray:
+def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
+                   empty: str = "drop") -> np.ndarray:
     """Output y (b,) of :func:`solve_penalized` (step 1 of Algorithm 1, exact)."""
     return solve_penalized(z, groups, lam=lam, bounds=bounds, metric=metric, targets=targets, empty=empty).y
