@@ -135,3 +135,61 @@ def test_planted_fault_fails(cid, fault):
     import verify.claims_online  # noqa: F401
 
     assert any(r.verdict == Verdict.FAIL for r in _run(cid, fault))
+
+
+# ------------------------------------------------------------------------------------ torch vs reference
+
+def _torch_vs_reference(streams_or_batches, **kw):
+    """Max abs difference of (lambda, g, y) between layers.online (batched) and the reference per stream."""
+    from layers import online as lo
+
+    per_stream = [getattr(s, "batches", s) for s in streams_or_batches]
+    T = len(per_stream[0])
+    z = [np.stack([bs[t].z for bs in per_stream]) for t in range(T)]
+    g = [np.stack([bs[t].groups for bs in per_stream]) for t in range(T)]
+    bt = lo.run_online(z, g, keep_y=True, **kw)
+    err = 0.0
+    for s, bs in enumerate(per_stream):
+        r = ref.run_online(bs, **kw)
+        tr = bt.stream(s)
+        err = max(err, np.max(np.abs(tr.lam - r.lam)), np.max(np.abs(tr.g - r.g)),
+                  max(np.max(np.abs(a - b)) for a, b in zip(tr.y, r.y, strict=True)))
+        np.testing.assert_array_equal(tr.hard, r.hard)
+        np.testing.assert_array_equal(tr.eta, r.eta)
+    return err
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("schedule", ref.SCHEDULES)
+@pytest.mark.parametrize("kw,bounds", [(dict(bias="stationary"), None), (dict(bias="drifting"), (-2.0, 2.0)),
+                                       (dict(group_ratio="varying"), None)])
+def test_torch_matches_reference(kw, bounds, schedule):
+    pytest.importorskip("torch")
+    streams = [make_stream(200, seed=s, noise=0.5, bounds=bounds, **kw) for s in range(3)]
+    assert _torch_vs_reference(streams, eps=EPS, schedule=schedule, bounds=bounds) <= 1e-10
+
+
+@pytest.mark.torch
+def test_torch_hard_switch_matches_reference():
+    """Batch sizes alternate 16 / 80 with b_tau = 64: the hard layer every other step."""
+    pytest.importorskip("torch")
+    small = [make_stream(30, seed=s, noise=0.5) for s in range(3)]
+    big = [make_stream(30, seed=10 + s, noise=0.5, batch_size=80) for s in range(3)]
+    mixed = [[bt for pair in zip(a.batches, c.batches, strict=True) for bt in pair]
+             for a, c in zip(small, big, strict=True)]
+    assert _torch_vs_reference(mixed, eps=EPS, b_tau=64) <= 1e-10
+
+
+@pytest.mark.torch
+def test_torch_bad_input_raises():
+    torch = pytest.importorskip("torch")
+    from layers import online as lo
+
+    z = torch.zeros(3, 2, 4, dtype=torch.float64)
+    g = torch.tensor([0, 1, 0, 1]).expand(3, 2, 4)
+    with pytest.raises(ValueError, match="eta0"):
+        lo.run_online(z, g, eps=EPS, eta0=-1.0)
+    with pytest.raises(ValueError, match="binary"):
+        lo.run_online(z, 2 * g, eps=EPS)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        lo.run_online([z[0], torch.zeros(3, 4, dtype=torch.float64)], [g[0], g[0]], eps=EPS)
