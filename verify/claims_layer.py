@@ -26,7 +26,6 @@ Tolerances (u = unit round-off, 1.1e-16 in float64, 6.0e-8 in float32; scale = m
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -41,7 +40,6 @@ from verify.harness import (
     adversarial_ratio,
     fd_jacobian,
     fd_sweep,
-    one_sided,
     pair_ratios,
     projector_jacobian,
 )
@@ -143,7 +141,8 @@ class Layer:
         return torch.tensor(np.asarray(x), dtype=dtype, device=self.device, requires_grad=requires_grad)
 
     def numpy(self, inst: Instance, eps=None, dtype=torch.float64) -> Callable[[np.ndarray], np.ndarray]:
-        """z (b,) numpy -> g(z) (b,) numpy float64, for finite differences and Lipschitz probes."""
+        """z (..., b) numpy -> g(z) (..., b) numpy float64 (leading dims: independent problems with the
+        same groups, solved in one batched call), for finite differences and Lipschitz probes."""
         def g(z: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 y = self(self.tensor(z, dtype), inst, eps)
@@ -153,14 +152,14 @@ class Layer:
     def jacobian(self, inst: Instance) -> np.ndarray:
         """dy/dz (b, b) by reverse-mode autograd through the layer's backward."""
         z = self.tensor(inst.z)
-        J = torch.autograd.functional.jacobian(lambda v: self(v, inst), z)
+        J = torch.autograd.functional.jacobian(lambda v: self(v, inst), z, vectorize=True)
         return J.detach().cpu().numpy()
 
     def eps_derivative(self, inst: Instance) -> np.ndarray:
         """dy/d eps (b,) by autograd (eps passed as a 0-d tensor)."""
         e = self.tensor(inst.eps)
         z = self.tensor(inst.z)
-        d = torch.autograd.functional.jacobian(lambda t: self(z, inst, t), e)
+        d = torch.autograd.functional.jacobian(lambda t: self(z, inst, t), e, vectorize=True)
         return d.detach().cpu().numpy().reshape(-1)
 
 
@@ -171,8 +170,6 @@ def _torch_inputs(z: torch.Tensor, inst: Instance):
 
 
 def _ours(device: str) -> Layer:
-    if os.environ.get("FAIRVERIFY_DEV_LAYER") == "reference":   # development only, before layers.project
-        return Layer("ours", _reference_layer, device, note="DEV: reference adapter, not layers.project")
     try:
         from layers import project
     except ImportError as exc:
@@ -216,35 +213,6 @@ def get_layer(ctx: Context) -> Layer:
     device = "cuda" if ctx.backend == "cuda" else "cpu"
     layer = {"ours": _ours, "paper": _paper, "package": _package}[ctx.target](device)
     return apply_fault(layer, ctx.fault) if ctx.fault else layer
-
-
-def _reference_layer(z: torch.Tensor, inst: Instance, eps) -> torch.Tensor:
-    """reference.project with the analytic derivatives of L3 attached (straight-through):
-    y + J (z - z0) + (dy/d eps)(eps - eps0). First derivatives exact; 1-D z only."""
-    e0 = float(eps.detach()) if isinstance(eps, torch.Tensor) else float(eps)
-    z0 = z.detach().cpu().numpy()
-    C = inst.constraints(e0)
-    y0 = reference.project(z0, inst.groups, metric=inst.metric, eps=e0, bounds=inst.bounds,
-                           targets=inst.targets)
-    J, dye = _analytic_derivatives(C, y0, tol=1e-9 * (1 + np.abs(z0).max()))
-    out = torch.as_tensor(y0, dtype=z.dtype, device=z.device)
-    out = out + torch.as_tensor(J, dtype=z.dtype, device=z.device) @ (z - z.detach())
-    if isinstance(eps, torch.Tensor):
-        out = out + torch.as_tensor(dye, dtype=z.dtype, device=z.device) * (eps - eps.detach())
-    return out
-
-
-def _analytic_derivatives(C: Constraints, y: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """J = projector of L3 and dy/d eps = A_TF^T (A_TF A_TF^T)^+ s_T on the free coordinates (T the
-    active rows, s_T their sides), both read off the active set of y."""
-    rows, free = active_set(C, y, tol=tol)
-    J = projector_jacobian(C.A[rows], free)
-    dye = np.zeros(y.size)
-    if rows.any():
-        AF = C.A[rows][:, free]
-        s = np.sign(C.gaps(y)[rows])
-        dye[free] = AF.T @ np.linalg.pinv(AF @ AF.T, hermitian=True) @ s
-    return J, dye
 
 
 # ---------------------------------------------------------------------------------------------- faults
@@ -408,7 +376,7 @@ def check_l1(ctx: Context) -> list[CheckResult]:
             out.append(CheckResult.compare(
                 f"L1-{case_label(case, box)}", worst, worst_tol,
                 detail=f"largest slack over {n_inst} instances (b in 8..96), eps={EPS}; {layer.note}",
-                evidence={"instances": n_inst, "b": sizes, "seed": ctx.seed}))
+                evidence={"case": case_label(case, box), "instances": n_inst, "b": sizes, "seed": ctx.seed}))
     sizes = L1_SIZES_FULL if ctx.full else L1_SIZES_QUICK
     metrics = (("dp", True), ("dp", False)) if not layer.exact else (("dp", True), ("pairwise", True))
     for case, box in metrics:
@@ -501,7 +469,7 @@ def check_l2(ctx: Context) -> list[CheckResult]:
                                           **cvx.TIGHT["CLARABEL"]).y
                 cvx_w = _worse(cvx_w, (float(np.max(np.abs(y - yc))) / s, cvx.ACCURACY["CLARABEL"] + d_tol))
         lab = case_label(case, box)
-        ev = {"instances": n_inst, "b": b, "seed": ctx.seed}
+        ev = {"case": lab, "instances": n_inst, "b": b, "seed": ctx.seed}
         if layer.exact:
             out.append(CheckResult.compare(f"L2-{lab}-kkt", *kkt_w, detail="max relative KKT residual of "
                                            f"(y_layer, mu_ref); {layer.note}", evidence=ev))
@@ -577,19 +545,19 @@ def check_l3(ctx: Context) -> list[CheckResult]:
         J = layer.jacobian(inst)
         rows, free = active_set(C, y, tol=1e-9 * s)
         J_formula = projector_jacobian(C.A[rows], free)
-        ev = {"b": b, "seed": ctx.seed, "active_rows": int(rows.sum()), "clamped": int((~free).sum()),
-              "kappa": kappa}
+        ev = {"case": lab, "b": b, "seed": ctx.seed, "active_rows": int(rows.sum()),
+              "clamped": int((~free).sum()), "kappa": kappa}
         out.append(CheckResult.compare(f"L3-{lab}-projector", float(np.max(np.abs(J - J_formula))),
                                        _jac_tol(b, kappa), detail="max |J_autograd - projector(active set)|",
                                        evidence=ev))
         u = rng.normal(size=b)
         u /= np.linalg.norm(u)
-        sweep = fd_sweep(g, inst.z, u, J @ u, hs=FD_STEPS)
+        sweep = fd_sweep(g, inst.z, u, J @ u, hs=FD_STEPS, batched=True)
         out.append(CheckResult.compare(
             f"L3-{lab}-fd", sweep.error_best, _fd_bound(b, s, sweep.h_best, kappa),
             detail=f"central FD of J u vs autograd at h*={sweep.h_best:.1e} (V-curve minimum)",
             evidence={**ev, "h_best": sweep.h_best, "series": {"fd_error_vs_h": sweep.series()}}))
-        errs = [float(np.max(np.abs(fd_jacobian(g, inst.z, hj) - J))) for hj in JAC_STEPS]
+        errs = [float(np.max(np.abs(fd_jacobian(g, inst.z, hj, batched=True) - J))) for hj in JAC_STEPS]
         k = int(np.argmin(errs))
         out.append(CheckResult.compare(
             f"L3-{lab}-jacobian", errs[k], _fd_bound(b, s, JAC_STEPS[k], kappa),
@@ -632,8 +600,10 @@ def _kinks(ctx: Context, layer: Layer) -> list[CheckResult]:
                 u = np.sign(gaps[k]) * C.A[k]
                 u /= np.linalg.norm(u)
                 what = f"row {C.names[k]} at {'+' if gaps[k] > 0 else '-'}eps (gap {gaps[k]:.3g})"
-            d_plus = [one_sided(g, z, u, hh, gz) for hh in (h, h / 4)]
-            d_minus = [one_sided(g, z, -u, hh, gz) for hh in (h, h / 4)]
+            steps = np.array([h, h / 4, -h, -h / 4])
+            G = g(z + steps[:, None] * u)                     # one batched call
+            d_plus = [(G[0] - gz) / h, (G[1] - gz) / (h / 4)]
+            d_minus = [(G[2] - gz) / h, (G[3] - gz) / (h / 4)]
             exist = max(float(np.max(np.abs(d_plus[0] - d_plus[1]))),
                         float(np.max(np.abs(d_minus[0] - d_minus[1]))))
             roundoff = 4 * forward_error(z.size, s, kappa=gram_condition(C, gz, 1e-9 * s)) / (h / 4)
@@ -651,23 +621,24 @@ def _kinks(ctx: Context, layer: Layer) -> list[CheckResult]:
 def _kink_frequency(ctx: Context, layer: Layer) -> CheckResult:
     """Random z of every case: a point within h of a kink shows |g'(z;u) + g'(z;-u)| above round-off
     along a random u; the count must be 0 (kinks are a null set; P(within h) = O(h))."""
-    n = 30 if ctx.full else 6
+    n = 200 if ctx.full else 40
     h = 1e-7
     hits, total, worst = 0, 0, 0.0
     for ci, (case, box) in enumerate(all_cases()):
         rng = _seed(ctx, 32, ci)
-        for _ in range(n):
-            inst = make_instance(case, box, 16, rng)
-            g = layer.numpy(inst)
-            gz = g(inst.z)
-            u = rng.normal(size=inst.b)
-            u /= np.linalg.norm(u)
-            asym = float(np.max(np.abs(one_sided(g, inst.z, u, h, gz) + one_sided(g, inst.z, -u, h, gz))))
-            s = scale_of(inst.z)
-            kappa = gram_condition(inst.constraints(), gz, 1e-9 * s)
+        inst = make_instance(case, box, 16, rng)
+        Z = inst.z + rng.normal(0, 1, (n, inst.b))            # random points, this case's groups
+        U = rng.normal(size=(n, inst.b))
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        G = layer.numpy(inst)(np.concatenate([Z, Z + h * U, Z - h * U]))    # one batched call
+        gz, gp, gm = G[:n], G[n:2 * n], G[2 * n:]
+        asym = np.max(np.abs((gp - gz) / h + (gm - gz) / h), axis=1)
+        for j in range(n):
+            s = scale_of(Z[j])
+            kappa = gram_condition(inst.constraints(), gz[j], 1e-9 * s)
             roundoff = 4 * forward_error(inst.b, s, kappa=kappa) / h
-            worst = max(worst, asym / roundoff)
-            hits += asym > 10 * roundoff
+            worst = max(worst, asym[j] / roundoff)
+            hits += bool(asym[j] > 10 * roundoff)
             total += 1
     return CheckResult.compare("L3-kink-frequency", hits / total, 0.0,
                                detail=f"{hits} of {total} random points within h={h:g} of a kink "
@@ -712,7 +683,8 @@ def check_l4(ctx: Context) -> list[CheckResult]:
             f"L4-{case_label(case, box)}", devs[worst], _jac_tol(b, kappa),
             detail="largest deviation: " + ", ".join(f"{k}={v:.2g}" for k, v in devs.items())
                    + f"; rank {int(np.sum(np.abs(eig) > 0.5))} of {b}",
-            evidence={"b": b, "seed": ctx.seed, "kappa": kappa, **devs, "max_gain": float(gains.max()),
+            evidence={"case": case_label(case, box), "b": b, "seed": ctx.seed, "kappa": kappa, **devs,
+                      "max_gain": float(gains.max()),
                       "series": {"eigenvalues": {"x": list(range(b)), "y": re.tolist(),
                                                  "xlabel": "index", "ylabel": "eigenvalue of J"}}}))
     return out
@@ -736,7 +708,7 @@ def check_l5(ctx: Context) -> list[CheckResult]:
     except Unavailable as exc:
         return _unavailable("L5", exc)
     b = 24 if ctx.full else 10
-    n_pairs = 100 if ctx.full else 12
+    n_pairs = 200 if ctx.full else 40
     out = []
     for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L5 Monte-Carlo")):
         rng = _seed(ctx, 5, ci)
@@ -746,11 +718,11 @@ def check_l5(ctx: Context) -> list[CheckResult]:
         r = np.geomspace(1e-3, 3, n_pairs)[:, None]
         W = rng.normal(size=(n_pairs, b))
         Z2 = Z1 + r * W / np.linalg.norm(W, axis=1, keepdims=True)
-        ratios, firm = pair_ratios(g, Z1, Z2)
+        ratios, firm = pair_ratios(g, Z1, Z2, batched=True)
         s = max(scale_of(Z1), scale_of(Z2))
         tol = 2 * np.sqrt(b) * forward_error(b, s, kappa=4.0) / 1e-3
         lab = case_label(case, box)
-        ev = {"b": b, "pairs": n_pairs, "seed": ctx.seed,
+        ev = {"case": lab, "b": b, "pairs": n_pairs, "seed": ctx.seed,
               "series": {"lipschitz_ratios": {
                   "x": r.ravel().tolist(), "y": {"ratio": ratios.tolist(), "firm residual": firm.tolist()},
                   "xlabel": "||z - z'||", "ylabel": "ratio", "scale": "semilogx"}}}
@@ -768,7 +740,7 @@ def check_l5(ctx: Context) -> list[CheckResult]:
 def _adversarial(ctx: Context, layer: Layer) -> list[CheckResult]:
     """Nelder-Mead maximisation of the ratio and of the firm residual over (z, z') (b = 6)."""
     out = []
-    cases = [("pairwise", True), ("dp", True)] + ([("mr", True), ("eo", False)] if ctx.full else [])
+    cases = [("dp", True), ("eo", True)] + ([("pairwise", True), ("mr", True)] if ctx.full else [])
     maxfev = 2000 if ctx.full else 300
     for ci, (case, box) in enumerate(cases):
         rng = _seed(ctx, 51, ci)
@@ -862,7 +834,7 @@ def check_l6(ctx: Context) -> list[CheckResult]:
     for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L6 pooled")):
         rng = _seed(ctx, 6, ci)
         base = make_instance(case, box, b, rng)
-        ys, gs, ts = [], [], []
+        zs, gs, ts = [], [], []
         for _ in range(T):
             perm = rng.permutation(b)                   # same composition (groups and labels), new order
             groups = base.groups[perm]
@@ -872,18 +844,21 @@ def check_l6(ctx: Context) -> list[CheckResult]:
             elif base.metric == "eo":
                 label = base.targets[perm] > 0.5
                 targets = np.where(label, rng.uniform(0.51, 1, b), rng.uniform(-0.5, 0.5, b))
-            z = rng.normal(0, 1, b) + groups @ np.array([0.8, -0.5][:groups.shape[1]]) + rng.normal(0, 0.5)
-            inst = Instance(case, z, groups, targets, base.metric, EPS, base.bounds)
-            ys.append(layer.numpy(inst)(z))
+            offsets = np.array([0.8, -0.5][:groups.shape[1]])
+            zs.append(rng.normal(0, 1, b) + groups @ offsets + rng.normal(0, 0.5))   # batch-level shift
             gs.append(groups)
             ts.append(targets)
-        pooled = Instance(case, np.concatenate(ys), np.concatenate(gs),
+        batches = Instance(case, np.stack(zs), np.stack(gs), None if base.targets is None else np.stack(ts),
+                           base.metric, EPS, base.bounds)      # T problems, one batched call
+        ys = layer.numpy(batches)(batches.z)
+        pooled = Instance(case, ys.reshape(-1), np.concatenate(gs),
                           None if base.targets is None else np.concatenate(ts), base.metric, EPS, base.bounds)
         C = pooled.constraints()
         out.append(CheckResult.compare(f"L6-constant-{case_label(case, box)}", slack(C, pooled.z),
                                        feasibility_tol(C, pooled.z),
                                        detail=f"pooled slack over {T} batches of b={b} with constant counts",
-                                       evidence={"T": T, "b": b, "seed": ctx.seed}))
+                                       evidence={"case": case_label(case, box), "T": T, "b": b,
+                                                 "seed": ctx.seed}))
     out.append(_l6_counterexample(ctx, layer))
     return out
 

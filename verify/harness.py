@@ -1,8 +1,9 @@
 r"""Reusable numerics of the checks: log-log fits with bootstrap CIs, finite differences with the
 V-curve, Jacobian builders, Lipschitz probes. NumPy/SciPy only (no torch): every claim module may import it.
 
-Conventions: functions ``f`` map a float64 vector x (n,) to a float64 vector (m,); all randomness comes
-from an explicit ``seed`` so every figure is reproducible.
+Conventions: functions ``f`` map a float64 vector x (n,) to a float64 vector (m,); with ``batched=True``
+they map a stack (k, n) to (k, m) in one call (a batched layer evaluates all FD points at once); all
+randomness comes from an explicit ``seed`` so every figure is reproducible.
 
 * :func:`fit_loglog`  -- slope of log(values) against log(T) with a bootstrap confidence interval.
 * :func:`fd_sweep`    -- central differences (f(x+hu) - f(x-hu)) / 2h against an analytic J u over a grid
@@ -166,7 +167,8 @@ class FDSweep:
                 "ylabel": "max |FD - J u|", "scale": "loglog"}
 
 
-def fd_sweep(f: Callable, x: np.ndarray, u: np.ndarray, Ju: np.ndarray, hs=None) -> FDSweep:
+def fd_sweep(f: Callable, x: np.ndarray, u: np.ndarray, Ju: np.ndarray, hs=None,
+             batched: bool = False) -> FDSweep:
     """Central-difference error ``max |FD_h - Ju|`` for every h in ``hs`` (default 1e-13 .. 1e-1).
 
     Round-off grows like u_mach |f| / h as h -> 0; truncation grows like h^2 |f'''| (for a
@@ -174,14 +176,23 @@ def fd_sweep(f: Callable, x: np.ndarray, u: np.ndarray, Ju: np.ndarray, hs=None)
     """
     hs = np.geomspace(1e-13, 1e-1, 25) if hs is None else np.asarray(hs, dtype=np.float64)
     Ju = np.asarray(Ju, dtype=np.float64)
-    errors = np.array([float(np.max(np.abs(central_difference(f, x, u, h) - Ju))) for h in hs])
+    if batched:
+        F = np.asarray(f(np.concatenate([x + hs[:, None] * u, x - hs[:, None] * u])))
+        fd = (F[:hs.size] - F[hs.size:]) / (2.0 * hs[:, None])
+    else:
+        fd = np.stack([central_difference(f, x, u, h) for h in hs])
+    errors = np.max(np.abs(fd - Ju), axis=1)
     k = int(np.argmin(errors))
     return FDSweep(hs=hs, errors=errors, h_best=float(hs[k]), error_best=float(errors[k]))
 
 
-def fd_jacobian(f: Callable, x: np.ndarray, h: float) -> np.ndarray:
+def fd_jacobian(f: Callable, x: np.ndarray, h: float, batched: bool = False) -> np.ndarray:
     """Central-difference Jacobian (m, n): column i = (f(x + h e_i) - f(x - h e_i)) / 2h."""
     x = np.asarray(x, dtype=np.float64)
+    if batched:
+        E = h * np.eye(x.size)
+        F = np.asarray(f(np.concatenate([x + E, x - E])))
+        return ((F[:x.size] - F[x.size:]) / (2.0 * h)).T
     cols = []
     for i in range(x.size):
         e = np.zeros_like(x)
@@ -228,19 +239,23 @@ def projector_jacobian(A_active: np.ndarray, free: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ Lipschitz probes
 
-def pair_ratios(g: Callable, Z1: np.ndarray, Z2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_ratios(g: Callable, Z1: np.ndarray, Z2: np.ndarray,
+                batched: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """For pairs (z, z') (rows of Z1, Z2): ratio ||g(z) - g(z')|| / ||z - z'|| (nonexpansive: <= 1) and the
     firm residual (||dg||^2 - <dg, dz>) / ||dz||^2 (firmly nonexpansive: <= 0)."""
-    ratios, firm = [], []
-    for z1, z2 in zip(Z1, Z2, strict=True):
-        dz = z1 - z2
-        dg = np.asarray(g(z1)) - np.asarray(g(z2))
-        nz = float(dz @ dz)
-        if nz == 0:
-            raise ValueError("pair_ratios: identical points z = z'")
-        ratios.append(np.sqrt(float(dg @ dg) / nz))
-        firm.append((float(dg @ dg) - float(dg @ dz)) / nz)
-    return np.array(ratios), np.array(firm)
+    Z1, Z2 = np.asarray(Z1, dtype=np.float64), np.asarray(Z2, dtype=np.float64)
+    if Z1.shape != Z2.shape or Z1.ndim != 2:
+        raise ValueError(f"shape mismatch: Z1 {Z1.shape} and Z2 {Z2.shape} must both be (pairs, n)")
+    dZ = Z1 - Z2
+    nz = np.sum(dZ * dZ, axis=1)
+    if np.any(nz == 0):
+        raise ValueError("pair_ratios: identical points z = z'")
+    if batched:
+        dG = np.asarray(g(Z1)) - np.asarray(g(Z2))
+    else:
+        dG = np.stack([np.asarray(g(a)) - np.asarray(g(b)) for a, b in zip(Z1, Z2, strict=True)])
+    gg = np.sum(dG * dG, axis=1)
+    return np.sqrt(gg / nz), (gg - np.sum(dG * dZ, axis=1)) / nz
 
 
 def adversarial_ratio(objective: Callable[[np.ndarray, np.ndarray], float], z1: np.ndarray, z2: np.ndarray,
