@@ -1,0 +1,183 @@
+"""L1-L7 (the fairness layer): the checklist per case, and the pieces the checks are built from.
+
+Test ids read as claims: ``test_case[L3-dp-box]`` runs L3's quick check once (cached per module) and
+asserts every result of that case PASSes; ``test_extras[L3]`` covers the results without a metric case
+(kinks, eps-sensitivity, slack per b, the L6 counterexample, L7's closed forms). The planted faults of
+every claim are exercised generically in tests/test_planted_faults.py; here we also check that each
+fault perturbs what it says it perturbs.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import reference  # noqa: E402
+from verify import claims_layer as cl  # noqa: E402
+from verify import harness  # noqa: E402
+from verify.registry import REGISTRY, Context, Verdict  # noqa: E402
+
+pytestmark = pytest.mark.cpu
+L_IDS = ["L1", "L2", "L3", "L4", "L5", "L6", "L7"]
+PER_CASE = ["L1", "L2", "L3", "L4", "L5", "L6"]       # claims with one group of results per metric case
+LABELS = [cl.case_label(c, box) for c, box in cl.all_cases()]
+
+
+@functools.lru_cache(maxsize=None)
+def _results(cid):
+    return tuple(REGISTRY[cid].run(Context()))
+
+
+def _assert_pass(results):
+    bad = [f"{r.id}: {r.verdict.value} {r.figure} {r.relation} {r.bound} ({r.detail})" for r in results
+           if r.verdict != Verdict.PASS and not (r.id.endswith("-cvx") and "cvxpy not installed" in r.detail)]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("cid,label", [(c, lab) for c in PER_CASE for lab in LABELS],
+                         ids=[f"{c}-{lab}" for c in PER_CASE for lab in LABELS])
+def test_case(cid, label):
+    results = [r for r in _results(cid) if r.evidence.get("case") == label]
+    assert results, f"{cid} produced no result for case {label}"
+    _assert_pass(results)
+
+
+@pytest.mark.parametrize("cid", L_IDS)
+def test_extras(cid):
+    results = [r for r in _results(cid) if "case" not in r.evidence]
+    if cid != "L4":
+        assert results, f"{cid} produced no result outside the metric cases"
+    _assert_pass(results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cid", L_IDS)
+def test_full_profile(cid):
+    _assert_pass(REGISTRY[cid].run(Context(profile="full")))
+
+
+def test_deterministic():
+    a = [(r.id, r.figure) for r in REGISTRY["L7"].run(Context(seed=5))]
+    assert a == [(r.id, r.figure) for r in REGISTRY["L7"].run(Context(seed=5))]
+
+
+# ------------------------------------------------------------------------------------- building blocks
+
+@pytest.mark.parametrize("case,box", cl.all_cases(), ids=LABELS)
+def test_instances_have_active_rows_and_nonempty_groups(case, box):
+    inst = cl.make_instance(case, box, 16, np.random.default_rng(0))
+    C = inst.constraints()                    # raises on an empty group
+    assert C.m >= 1 and np.max(np.abs(C.gaps(np.clip(inst.z, -1, 1) if box else inst.z))) > cl.EPS
+
+
+def test_closed_forms_match_reference():
+    """L7's closed forms (independent code: means and scipy brentq) agree with reference.project."""
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        b = int(rng.integers(3, 40))
+        g = rng.permutation(np.r_[0, 1, rng.integers(0, 2, b - 2)])
+        z = rng.normal(0, 2, b) + rng.normal() * g
+        a = reference.build_constraints(g, "dp", eps=0.1, b=b).A[0]
+        y0 = reference.project(z, g, metric="dp", eps=0.1)
+        assert np.max(np.abs(cl.closed_form_dp(z, g, 0.1) - y0)) <= 1e-13
+        yb, _ = cl.closed_form_dp_box(z, a, 0.1, (-1.0, 1.5))
+        assert np.max(np.abs(yb - reference.project(z, g, metric="dp", eps=0.1, bounds=(-1.0, 1.5)))) <= 1e-12
+
+
+def test_slack_is_signed():
+    C = reference.build_constraints(np.array([0, 1]), "dp", eps=0.5, b=2, bounds=(-1, 1))
+    assert cl.slack(C, np.array([0.0, 0.0])) == pytest.approx(-0.5)
+    assert cl.slack(C, np.array([0.0, 1.2])) == pytest.approx(0.7)      # |gap| 1.2 - 0.5 vs box 0.2
+
+
+def test_unknown_fault_raises():
+    layer = cl.Layer("x", lambda z, inst, eps: z, "cpu")
+    with pytest.raises(ValueError, match="unknown planted fault"):
+        cl.apply_fault(layer, "nope")
+
+
+def test_backward_faults_change_only_the_jacobian():
+    """wrong-sign: J' = 2 D_F - J (eigenvalue 2 on the active rows); box-ignored: free set = all."""
+    layer = cl.get_layer(Context())
+    inst = cl.make_instance("dp", True, 12, np.random.default_rng(2))
+    J = layer.jacobian(inst)
+    for fault in ("wrong-sign", "box-ignored-backward"):
+        bad = cl.apply_fault(layer, fault)
+        assert np.array_equal(bad.numpy(inst)(inst.z), layer.numpy(inst)(inst.z))
+        Jf = bad.jacobian(inst)
+        assert np.max(np.abs(Jf - J)) > 0.1
+    J_bad = cl.apply_fault(layer, "wrong-sign").jacobian(inst)
+    assert np.max(np.linalg.eigvalsh(J_bad)) == pytest.approx(2.0)
+
+
+def test_target_package_is_inconclusive_without_the_package():
+    pytest.importorskip("verify.claims_layer")
+    try:
+        import fairness_training  # noqa: F401
+        pytest.skip("fairness-training is installed")
+    except ImportError:
+        pass
+    (r,) = REGISTRY["L1"].run(Context(target="package"))
+    assert r.verdict == Verdict.INCONCLUSIVE and "not installed" in r.detail
+
+
+# ----------------------------------------------------------------------------------------------- harness
+
+def test_fit_loglog_recovers_slope_with_ci():
+    T = np.arange(1, 3001)
+    rng = np.random.default_rng(0)
+    one = 2.0 * T ** -0.5 * np.exp(0.05 * rng.normal(size=T.size))
+    fit = harness.fit_loglog(T, one, burn_in=10)
+    assert abs(fit.slope + 0.5) < 0.01 and fit.contains(fit.slope) and fit.ci[1] - fit.ci[0] < 0.05
+    assert fit.method == "blocks"
+    many = 2.0 * T ** 0.5 * np.exp(0.05 * rng.normal(size=(8, T.size)))
+    fit = harness.fit_loglog(T, many.T, seeds_axis=1)
+    assert abs(fit.slope - 0.5) < 0.01 and fit.contains(fit.slope) and fit.ci[1] - fit.ci[0] < 0.05
+    assert fit.n_seeds == 8 and fit.method == "seeds"
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"T": [1, 2], "values": [1, 2]}, ">= 3 points"),
+    ({"T": [1, 3, 2], "values": [1, 2, 3]}, "increasing"),
+    ({"T": [1, 2, 3], "values": [1, 0, 3]}, "> 0"),
+    ({"T": [1, 2, 3], "values": [[1, 2, 3]]}, "shape mismatch"),
+    ({"T": [1, 2, 3], "values": [1, 2, 3], "burn_in": 3}, "fewer than 3"),
+])
+def test_fit_loglog_rejects_bad_input(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        harness.fit_loglog(**kw)
+
+
+def test_fd_sweep_is_v_shaped_for_a_smooth_map():
+    f = lambda X: np.sin(X)          # noqa: E731
+    x, u = np.array([0.3, 1.1]), np.array([0.6, 0.8])
+    sw = harness.fd_sweep(f, x, u, np.cos(x) * u, batched=True)
+    k = int(np.argmin(sw.errors))
+    assert 0 < k < sw.hs.size - 1                         # round-off left of h*, truncation right of it
+    assert sw.errors[0] > 1e3 * sw.error_best and sw.errors[-1] > 1e3 * sw.error_best
+
+
+def test_projector_jacobian_is_the_orthogonal_projector():
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(3, 8))
+    A[2] = A[0] + A[1]                                     # dependent rows: pseudo-inverse
+    free = np.ones(8, dtype=bool)
+    free[[1, 5]] = False
+    J = harness.projector_jacobian(A, free)
+    assert np.allclose(J, J.T, atol=1e-14) and np.allclose(J @ J, J, atol=1e-13)
+    assert np.allclose(A[:, free] @ J[np.ix_(free, free)], 0, atol=1e-13)
+    assert np.all(J[~free] == 0) and np.all(J[:, ~free] == 0)
+    assert round(np.trace(J)) == 6 - 2
+
+
+def test_pair_ratios_of_a_projection_and_a_reflection():
+    rng = np.random.default_rng(4)
+    Z1, Z2 = rng.normal(size=(20, 5)), rng.normal(size=(20, 5))
+    r, firm = harness.pair_ratios(lambda X: np.clip(X, -0.5, 0.5), Z1, Z2, batched=True)
+    assert r.max() <= 1 and firm.max() <= 1e-15
+    r, firm = harness.pair_ratios(lambda x: -x, Z1, Z2)    # an isometry, not firmly nonexpansive
+    assert np.allclose(r, 1) and firm.min() > 1
+    with pytest.raises(ValueError, match="identical"):
+        harness.pair_ratios(lambda x: x, Z1, Z1)
