@@ -115,8 +115,8 @@ def test_comparators():
 
 # ----------------------------------------------------------------------------------------- claims O1-O6
 
-def _run(cid, fault=None):
-    return REGISTRY[cid].run(Context(fault=fault))
+def _run(cid, fault=None, **options):
+    return REGISTRY[cid].run(Context(fault=fault, options=options))
 
 
 @pytest.mark.parametrize("cid", ["O1", "O2", "O5"])
@@ -135,6 +135,22 @@ def test_planted_fault_fails(cid, fault):
     import verify.claims_online  # noqa: F401
 
     assert any(r.verdict == Verdict.FAIL for r in _run(cid, fault))
+
+
+def test_o3_short():
+    """O3 at T = 4000 (the registry's quick profile uses 20000 and is marked slow)."""
+    import verify.claims_online  # noqa: F401
+
+    res = _run("O3", T=4000)
+    assert all(r.verdict == Verdict.PASS for r in res), [(r.id, r.detail) for r in res]
+    assert {r.id for r in res} >= {"O3-stationary-eps0-cumulative", "O3-bursty-average"}
+
+
+@pytest.mark.fault
+def test_o3_fault_short():
+    import verify.claims_online  # noqa: F401
+
+    assert any(r.verdict == Verdict.FAIL for r in _run("O3", "over-decaying-step", T=4000))
 
 
 # ------------------------------------------------------------------------------------ torch vs reference
