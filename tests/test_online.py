@@ -209,3 +209,18 @@ def test_torch_bad_input_raises():
         lo.run_online(z, 2 * g, eps=EPS)
     with pytest.raises(ValueError, match="shape mismatch"):
         lo.run_online([z[0], torch.zeros(3, 4, dtype=torch.float64)], [g[0], g[0]], eps=EPS)
+
+
+def test_o4_short():
+    """O4 at T = 600 (the registry's quick profile uses 3000 and is marked slow)."""
+    import verify.claims_online  # noqa: F401
+
+    res = _run("O4", T=600)
+    assert [r.verdict for r in res] == [Verdict.PASS], [(r.id, r.detail) for r in res]
+
+
+@pytest.mark.fault
+def test_o4_fault_short():
+    import verify.claims_online  # noqa: F401
+
+    assert any(r.verdict == Verdict.FAIL for r in _run("O4", "hard-per-batch", T=600))
