@@ -224,3 +224,20 @@ def test_o4_fault_short():
     import verify.claims_online  # noqa: F401
 
     assert any(r.verdict == Verdict.FAIL for r in _run("O4", "hard-per-batch", T=600))
+
+
+def test_o6_short():
+    """O6 at N = 1024 samples (the registry's quick profile uses 4096 and is marked slow)."""
+    import verify.claims_online  # noqa: F401
+
+    res = {r.id: r for r in _run("O6", N=1024)}
+    assert res["O6-hard-grows"].verdict == Verdict.PASS, res["O6-hard-grows"].detail
+    assert res["O6-pd-vs-aggregate-optimum"].verdict == Verdict.PASS
+    assert res["O6-pd-vs-pooled-optimum"].verdict == Verdict.INCONCLUSIVE
+
+
+@pytest.mark.fault
+def test_o6_fault_short():
+    import verify.claims_online  # noqa: F401
+
+    assert any(r.verdict == Verdict.FAIL for r in _run("O6", "per-batch-normalisation", N=1024))
