@@ -748,14 +748,12 @@ def _adversarial(ctx: Context, layer: Layer) -> list[CheckResult]:
         g = layer.numpy(inst)
 
         def ratio(z1, z2, g=g):
-            dz = z1 - z2
-            dg = g(z1) - g(z2)
-            return float(np.sqrt((dg @ dg) / (dz @ dz)))
+            r, _ = pair_ratios(g, z1[None], z2[None], batched=True)
+            return float(r[0])
 
         def firm(z1, z2, g=g):
-            dz = z1 - z2
-            dg = g(z1) - g(z2)
-            return float((dg @ dg - dg @ dz) / (dz @ dz))
+            _, f = pair_ratios(g, z1[None], z2[None], batched=True)
+            return float(f[0])
 
         z2 = inst.z + 0.5 * rng.normal(size=6)
         lab = case_label(case, box)

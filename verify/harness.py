@@ -251,7 +251,8 @@ def pair_ratios(g: Callable, Z1: np.ndarray, Z2: np.ndarray,
     if np.any(nz == 0):
         raise ValueError("pair_ratios: identical points z = z'")
     if batched:
-        dG = np.asarray(g(Z1)) - np.asarray(g(Z2))
+        G = np.asarray(g(np.concatenate([Z1, Z2])))          # one call for all 2k points
+        dG = G[:len(Z1)] - G[len(Z1):]
     else:
         dG = np.stack([np.asarray(g(a)) - np.asarray(g(b)) for a, b in zip(Z1, Z2, strict=True)])
     gg = np.sum(dG * dG, axis=1)
