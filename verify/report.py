@@ -208,6 +208,7 @@ def plot_series(result: CheckResult, out: Path) -> list[str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return []
     figdir = out / "figures"
@@ -222,6 +223,7 @@ def plot_series(result: CheckResult, out: Path) -> list[str]:
         scale = s.get("scale", "linear")
         if scale in ("loglog", "semilogx"):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if scale in ("loglog", "semilogy"):
             ax.set_yscale("log")
         for key, style in (("hline", "--"), ("vline", ":")):
