@@ -241,3 +241,20 @@ def test_o6_fault_short():
     import verify.claims_online  # noqa: F401
 
     assert any(r.verdict == Verdict.FAIL for r in _run("O6", "per-batch-normalisation", N=1024))
+
+
+@pytest.mark.cuda
+@pytest.mark.torch
+def test_torch_cuda_matches_reference():
+    """The batched algorithm on the GPU, float64, against the reference stream for stream."""
+    from layers import online as lo
+
+    streams = [make_stream(200, seed=s, noise=0.5, bounds=(-2.0, 2.0), bias="drifting") for s in range(3)]
+    z, g, _ = lo.stack_streams(streams)
+    bt = lo.run_online(z, g, eps=EPS, bounds=(-2.0, 2.0), keep_y=True, device="cuda")
+    assert bt.g.device.type == "cuda"
+    for s, stream in enumerate(streams):
+        r = ref.run_online(stream, eps=EPS, bounds=(-2.0, 2.0))
+        tr = bt.stream(s)
+        assert np.max(np.abs(tr.lam - r.lam)) <= 1e-10
+        assert max(np.max(np.abs(a - b)) for a, b in zip(tr.y, r.y, strict=True)) <= 1e-10
