@@ -16,6 +16,7 @@ device (torch RNG; same law as reference.data.make_stream, not the same draws).
   ``_create_primal_dual_layer``: a new cvxpy problem + CvxpyLayer every step, lambda * b baked in,
   ``max_gap >= +-(mean_0 - mean_1)``, box, default solver), one stream, ``--cvxpy-steps`` steps on the CPU;
   time per step and the extrapolation to T steps x S streams.
+* ``reference``: the exact NumPy reference, one stream on the CPU, ``--steps`` steps.
 
 Prints one JSON record per part (and writes them to --json); paste the numbers into bench/RESULTS.md.
 """
@@ -151,6 +152,23 @@ def bench_cvxpylayers(args) -> dict:
                 extrapolated_seconds=per_step * args.T * args.seeds, lambda_final=lam)
 
 
+def bench_reference(args) -> dict:
+    """The exact NumPy reference (reference.online.run_online), one stream, CPU."""
+    z, g = device_stream(args.steps, 1, args.b, device="cpu", seed=3)
+
+    class _Batch:
+        def __init__(self, zt, gt):
+            self.z, self.groups, self.targets = zt, gt, None
+
+    batches = [_Batch(z[t, 0].numpy(), g[t, 0].numpy()) for t in range(args.steps)]
+    t0 = time.perf_counter()
+    tr = ref.run_online(batches, eps=EPS, eta0=ETA0, bounds=BOX, keep_y=False)
+    per_step = (time.perf_counter() - t0) / args.steps
+    return dict(part="reference", device="cpu", S=1, b=args.b, steps=args.steps, per_step_ms=1e3 * per_step,
+                extrapolated_T=args.T, extrapolated_S=args.seeds,
+                extrapolated_seconds=per_step * args.T * args.seeds, lambda_final=float(tr.lam[-1]))
+
+
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -160,14 +178,15 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--steps", type=int, default=2000, help="steps actually timed")
     ap.add_argument("--graph-steps", type=int, default=32)
     ap.add_argument("--cvxpy-steps", type=int, default=200)
-    ap.add_argument("--parts", nargs="+", default=["eager", "graph", "cvxpylayers"])
+    ap.add_argument("--parts", nargs="+", default=["eager", "graph", "cvxpylayers", "reference"])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     out = []
     for part in args.parts:
-        rec = {"eager": bench_eager, "graph": bench_graph, "cvxpylayers": bench_cvxpylayers}[part](args)
+        rec = {"eager": bench_eager, "graph": bench_graph, "cvxpylayers": bench_cvxpylayers,
+               "reference": bench_reference}[part](args)
         rec.update(meta)
         print(json.dumps(rec), flush=True)
         out.append(rec)
