@@ -81,26 +81,27 @@ class Data:
     Y: np.ndarray
 
 
-def make_data(n: int, d: int, seed: int, *, p1: float = 0.4, shift: float = 0.8,
+def make_data(n: int, d: int, seed: int, *, split: int = 0, p1: float = 0.4, shift: float = 0.8,
               base: float = 0.35, noise: float = 0.25) -> Data:
     """Seeded synthetic data in which demographic parity and equalized odds bind.
 
     A ~ Bernoulli(p1); g ~ N(shift (2A - 1) e_1, I_d), x = g / ||g|| (the first direction carries A);
-    y = 1[u^T x + base (2A - 1) + noise N(0, 1) > 0] with a seeded unit vector u: the base rates
-    P(y = 1 | A = a) differ, and so do the true-positive rates of any classifier of x.
+    y = 1[u^T x + base (2A - 1) + noise N(0, 1) > 0] with a unit vector u drawn from ``seed`` alone:
+    the base rates P(y = 1 | A = a) differ, and so do the true-positive rates of any classifier of x.
+    ``split`` (0 = training, 1 = test, ...) draws another sample of the same distribution.
     """
     n, d = _positive_int("n", n), _positive_int("d", d)
     if d < 2:
         raise ValueError(f"d must be >= 2 (the first coordinate carries the attribute), got {d}")
     if not 0 < p1 < 1:
         raise ValueError(f"p1 must lie in (0, 1), got {p1}")
-    rng = np.random.default_rng([int(seed), 2])
+    u = np.random.default_rng([int(seed), 3]).standard_normal(d)
+    u /= np.linalg.norm(u)
+    rng = np.random.default_rng([int(seed), 2, int(split)])
     A = (rng.random(n) < p1).astype(np.int64)
     g = rng.standard_normal((n, d))
     g[:, 0] += shift * (2 * A - 1)
     X = g / np.linalg.norm(g, axis=1, keepdims=True)
-    u = rng.standard_normal(d)
-    u /= np.linalg.norm(u)
     Y = (X @ u + base * (2 * A - 1) + noise * rng.standard_normal(n) > 0).astype(np.int64)
     for a in (0, 1):
         for c in (0, 1):
@@ -389,7 +390,8 @@ class GameResult:
     L: per-round Lagrangian L(W_t, lam_t) (T, S); r: gamma(W_t) - eps (T, S, K); lam (T, S, K);
     err (T, S); gsq: sum_t ||g_t||^2 (S,); G_sum: sum_t g_t (S, m, d); gW: sum_t <g_t, W_t> (S,);
     p_mix / p_mix_test: mean_t sigmoid(f_t) (S, n); h_mix / h_mix_test: mean_t 1[f_t > 0] (S, n);
-    W_last = W_T (the last iterate of the mixture), W_avg = mean_t W_t (S, m, d); max_dist: max_t ||W_t - W0|| (S,); eta_w, eta_lam: the step sizes.
+    W_last = W_T (the last iterate of the mixture), W_avg = mean_t W_t (S, m, d);
+    max_dist: max_t ||W_t - W0|| (S,); eta_w, eta_lam: the step sizes.
     """
 
     L: torch.Tensor
@@ -481,4 +483,5 @@ def fair_game(X: torch.Tensor, Y: torch.Tensor, rows: torch.Tensor, eps: float, 
             W = project_ball(W, W0, R)
     return GameResult(L=torch.stack(Ls), r=torch.stack(rs), lam=torch.stack(lams), err=torch.stack(errs),
                       gsq=gsq, G_sum=G_sum, gW=gW, p_mix=p_mix / T, h_mix=h_mix / T, p_mix_test=p_test / T,
-                      h_mix_test=h_test / T, W_last=W_last, W_avg=W_sum / T, max_dist=max_dist, eta_w=eta_w, eta_lam=eta_lam)
+                      h_mix_test=h_test / T, W_last=W_last, W_avg=W_sum / T, max_dist=max_dist, eta_w=eta_w,
+                      eta_lam=eta_lam)
