@@ -1,11 +1,14 @@
 r"""Registry entries O1-O6: Algorithm 1 of paper A (the online primal-dual fairness algorithm).
 
-The algorithm under test is ``reference.online.run_online`` (NumPy, exact penalised steps) and, for the
-long runs of O3/O4 on many seeds, ``layers.online`` (torch, batched over streams; it matches the
-reference stream for stream to 1e-10 in float64, tests/test_online.py). Streams come from
-``reference.data.make_stream``:
-z = targets + noise N(0, 1) + delta_t (1/2 - A) (raw DP gap ~ delta_t), batch size 16 unless a case says
-otherwise, eps = 0.05 (the synthetic experiments' tolerance), eta_0 = 0.5 and b_tau = 64 (package defaults).
+The algorithm under test is ``reference.online.run_online`` (NumPy, exact penalised steps, one stream); its
+batched torch twin ``layers.online`` matches it stream for stream to 1e-10 in float64 (tests/test_online.py)
+but costs ~1-2 ms of host time per step (one ``layers.penalized_step`` call), more than the reference's
+~0.05-0.2 ms for a few streams on a CPU, so every check here runs the reference. Streams come from
+``reference.data.make_stream``: z = targets + noise N(0, 1) + delta_t (1/2 - A) (raw DP gap ~ delta_t),
+noise 0.5, batch size 16 unless a case says otherwise, eps = 0.05 (the synthetic experiments' tolerance),
+eta_0 = 0.5 and b_tau = 64 (package defaults). O3, O4 and O6 take 15-20 s each in the quick profile and are
+marked slow for the generic checklist (tests/test_online.py runs them on shorter streams via ``ctx.options``:
+"T" for O3/O4, "N" for O6).
 
 Notation: v_t = b_t (g_t - eps), N_T = sum_{t<=T} b_t, weighted gap W_T = (1/N_T) sum b_t g_t.
 
@@ -19,7 +22,9 @@ constant-step analysis gives) while the run decays its step -- the reverse pairi
 run, eta_0/sqrt(T) in the bound) only loosens the bound and cannot fail; ``unweighted-dual`` drops b_t from
 the dual step. O2 ``no-overshoot-term`` drops eta_0 b_max (G_max - eps) from the bound. O5
 ``pooled-as-weighted`` reports the batch-weighted average of per-batch gaps as the pooled gap (the
-package's docstring says the two coincide for constant group ratios; they do not).
+package's docstring says the two coincide for constant group ratios; they do not). O3 ``over-decaying-step``
+runs eta_0/t; O4 ``hard-per-batch`` replaces Algorithm 1 by the hard layer on every batch (b_tau = 1); O6
+``per-batch-normalisation`` divides the distortion by the number of batches instead of samples.
 """
 
 from __future__ import annotations
