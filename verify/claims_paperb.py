@@ -40,9 +40,11 @@ fairlearn reference runs (which no fault touches) are skipped.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import math
+import multiprocessing
 
 import numpy as np
 import torch
@@ -84,6 +86,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
+def single_threaded(fn):
+    """Run a task with one torch CPU thread (restored after): the tasks' tensors are small, intra-op
+    threads only add synchronisation (10-30x slower on a loaded 2-core machine); parallelism comes from
+    running tasks side by side (``workers``, Dask)."""
+
+    @functools.wraps(fn)
+    def wrapper(task):
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(task)
+        finally:
+            torch.set_num_threads(prev)
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------- tasks
 @dataclasses.dataclass(frozen=True)
 class OGDTask:
@@ -119,6 +138,7 @@ def _ogd_problem(m, seeds, T, d, device, dtype):
     return X, 2 * Y - 1, W0, b
 
 
+@single_threaded
 def run_ogd(task: OGDTask) -> dict[str, np.ndarray]:
     """Arrays (H, S) per horizon and seed; N2 quantities (S,) at the true network's final iterate."""
     if task.fault not in (None, "eta-no-sqrt-T", "no-projection", "comparator-wrong-ball"):
@@ -188,6 +208,7 @@ def _forms(W_or_p, b, X, Y, rows, eps, *, is_p=False, h=None):
     return [_np(v) for v in (viol(p), viol(h), acc(p), acc(h))]
 
 
+@single_threaded
 def run_game(task: GameTask) -> dict[str, np.ndarray]:
     """Per seed (S,) figures of the game, per-round traces (T, S), and the three output forms."""
     if task.fault not in (None, "eg-sign-flipped"):
@@ -252,6 +273,7 @@ class FairlearnTask:
     steps: int = 100
 
 
+@single_threaded
 def run_fairlearn(task: FairlearnTask) -> dict[str, float]:
     """Soft (randomised mixture: fairlearn's pmf) and hard-expected violation/accuracy, train and test.
 
@@ -303,7 +325,10 @@ def run_tasks(fn, tasks: list, ctx: Context, desc: str) -> list:
         with Client(scheduler) as client:
             return client.gather(client.map(fn, tasks, pure=True))
     if workers is not None and int(workers) > 1:
-        with concurrent.futures.ProcessPoolExecutor(int(workers)) as pool:
+        # CUDA cannot be used in forked children: spawn fresh interpreters for GPU tasks
+        mp = multiprocessing.get_context("spawn") if any(getattr(t, "device", "cpu") != "cpu"
+                                                         for t in tasks) else None
+        with concurrent.futures.ProcessPoolExecutor(int(workers), mp_context=mp) as pool:
             return list(pool.map(fn, tasks))
     out = []
     for task in ctx.iterate(tasks, desc):
