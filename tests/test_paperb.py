@@ -53,7 +53,8 @@ def test_linearisation_is_exact_at_w0_and_linear():
     f_lin = pb.forward(W0 + V, b, X, M0)[0]
     # f_lin(W0 + V) = f0 + <grad f(x_i; W0), V>, one sample at a time
     for i in range(3):
-        Phi = pb.grad_f(b, X, M0, torch.nn.functional.one_hot(torch.tensor(i), X.shape[1]).double().expand(2, -1))
+        e_i = torch.nn.functional.one_hot(torch.tensor(i), X.shape[1]).double().expand(2, -1)
+        Phi = pb.grad_f(b, X, M0, e_i)
         torch.testing.assert_close(f_lin[:, i], f0[:, i] + (Phi * V).sum(dim=(1, 2)), rtol=0, atol=1e-13)
     # the gradient norm bound G = 1 used by the step sizes
     coef = torch.zeros(2, X.shape[1], dtype=torch.float64)

@@ -40,7 +40,6 @@ fairlearn reference runs (which no fault touches) are skipped.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import functools
 import math
