@@ -1,9 +1,401 @@
-"""Coupled rows (placeholder)."""
+r"""Coupled rows (several attributes, pairwise cells): dual projected Newton + exact polish, in torch.
+
+Problem (cell form, :mod:`layers._problem`): ``y = clip(z - (W^T nu)[cell])``, rows ``A y = W cellsum(y)``.
+All arithmetic is float64 (float32 inputs are upcast; the output is cast back), batched over problems,
+with one host sync per iteration (convergence masks).
+
+1. **Dual projected Newton.** Split ``nu = lam+ - lam-`` with ``lam >= 0`` (one-sided rows), rows scaled
+   to unit norm. The dual ``Phi(lam) = sum_i h(w_i) + (c + eps)^T lam+ - (c - eps)^T lam-`` with
+   ``w = z - A^T nu``, ``h(w) = w^2/2 - dist(w, box)^2/2`` is C^1, convex and piecewise quadratic; its
+   gradient is ``(eps - r, eps + r)``, ``r = A y - c``, its Hessian ``[[H, -H], [-H, H]]``,
+   ``H = A_F A_F^T = W diag(n_free) W^T``. Bertsekas' projected Newton: variables at their bound with a
+   positive gradient are held (diagonal scaling), the others take the Newton step ``-H_II^+ g`` on the
+   range of the (often singular: dependent rows) Hessian plus a step ``-beta g_null`` on its null space,
+   where Phi is locally linear, beta from the ratio test (the first multiplier to reach 0); Armijo
+   along the projection arc. We only need it to identify the active pattern.
+2. **Polish** (as ``reference.projection._polish``): read the active pattern off the iterate at a
+   threshold delta (rows within delta of a side, coordinates within delta of a bound) and solve it
+   exactly: ``y_F = z_F - (W^T nu)_F``, ``M nu = q`` with ``M = W_T diag(n_free) W_T^T`` (pseudo-inverse:
+   the active rows may be dependent; y is unique, nu need not be). Sign-correct multipliers: the
+   Newton iterate projected onto the solution set ``{nu : M nu = q}``.
+3. **Certify** with the reference's KKT residual (primal, box-multiplier signs, complementarity,
+   stationarity; relative) <= ``reference.projection.kkt_tolerance(b)``; otherwise iterate on and raise
+   ``ConvergenceError`` after ``MAX_ITER`` iterations. Nothing falls back silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from reference.projection import KKT_TOL, ConvergenceError, kkt_tolerance
+
+MAX_OUTER = 30            # augmented-Lagrangian multiplier updates (each followed by a polish) before raising
+MAX_INNER = 50            # Newton steps per augmented-Lagrangian subproblem
+MAX_HALVINGS = 40         # Armijo backtracking steps per Newton step
+ARMIJO = 1e-4
+INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only the pattern is needed)
+SIGMA0, SIGMA_GROWTH, SIGMA_MAX = 10.0, 10.0, 1e8   # penalty (unit-norm rows, so dimensionless)
+THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12)   # polish thresholds, relative to 1 + max|z| (reference)
 
 
-def project(prob, need_grad):
-    raise NotImplementedError("coupled rows")
+def _cellsum(x: torch.Tensor, cell: torch.Tensor, C: int) -> torch.Tensor:
+    return torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device).scatter_add_(1, cell, x)
 
 
-def penalized(prob, lam, need_grad):
-    raise NotImplementedError("coupled rows")
+def _mv(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(P, m, C) @ (P, C) -> (P, m)."""
+    return (W @ x[..., None])[..., 0]
+
+
+def _mtv(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(P, m, C)^T @ (P, m) -> (P, C)."""
+    return (x[:, None, :] @ W)[:, 0, :]
+
+
+def _gram(W: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
+    """W diag(diag) W^T, (P, m, m)."""
+    return (W * diag[:, None, :]) @ W.transpose(1, 2)
+
+
+def _box(w, bounds):
+    """y = clip(w), free mask, clamped value (lb or ub) of each coordinate."""
+    if bounds is None:
+        return w, torch.ones_like(w, dtype=torch.bool), w
+    lb, ub = bounds
+    y = w.clamp(lb, ub)
+    return y, (w > lb) & (w < ub), torch.where(w >= ub, torch.full_like(w, ub), torch.full_like(w, lb))
+
+
+@dataclasses.dataclass
+class _Data:
+    """Float64 working copy: z (P,b), cell (P,b), W (P,m,C), c (P,m), eps (P,1), valid (P,m)."""
+
+    z: torch.Tensor
+    cell: torch.Tensor
+    W: torch.Tensor
+    c: torch.Tensor
+    eps: torch.Tensor
+    valid: torch.Tensor
+    bounds: tuple | None
+
+    @property
+    def C(self) -> int:
+        return self.W.shape[2]
+
+    def rows(self, y):
+        """r = A y - c, shape (P, m)."""
+        return _mv(self.W, _cellsum(y, self.cell, self.C)) - self.c
+
+    def shift(self, nu):
+        """(A^T nu)_i = (W^T nu)[cell_i], shape (P, b)."""
+        return _mtv(self.W, nu).gather(1, self.cell)
+
+    def gram(self, free):
+        """H = A_F A_F^T = W diag(n_free) W^T, shape (P, m, m)."""
+        nF = _cellsum(free.to(self.z.dtype), self.cell, self.C)
+        return _gram(self.W, nF)
+
+
+def _data(prob, eps: torch.Tensor) -> _Data:
+    f = torch.float64
+    P = prob.P
+    return _Data(z=prob.z.detach().to(f), cell=prob.cell, W=prob.W.to(f).expand(P, -1, -1),
+                 c=prob.center.to(f).expand(P, -1), eps=eps.detach().to(f).reshape(P, 1),
+                 valid=prob.valid.expand(P, -1), bounds=prob.bounds)
+
+
+@dataclasses.dataclass
+class _Pattern:
+    """An exact solution on an active pattern: y (P,b); nu (P,m) sign-correct multipliers (half-scaled);
+    free (P,b); yfix (P,b); T (P,m) active rows; sign (P,m) their sides (+1 upper, -1 lower);
+    Mp (P,m,m) pseudo-inverse of the active rows' Gram matrix on the free coordinates."""
+
+    y: torch.Tensor
+    nu: torch.Tensor
+    free: torch.Tensor
+    yfix: torch.Tensor
+    T: torch.Tensor
+    sign: torch.Tensor
+    Mp: torch.Tensor
+
+    def select(self, mask: torch.Tensor, other: _Pattern) -> _Pattern:
+        """Per problem: self where mask, else other."""
+        out = {}
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            out[f.name] = torch.where(mask.reshape(-1, *([1] * (a.ndim - 1))), a, b)
+        return _Pattern(**out)
+
+
+def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, delta: torch.Tensor) -> _Pattern:
+    """Exact solution for the pattern read off the approximate y_a at threshold delta (P, 1)."""
+    r = d.rows(y_a)
+    zero_eps = d.eps == 0
+    upper = d.valid & torch.where(zero_eps, r.abs() <= delta, r >= d.eps - delta)
+    lower = d.valid & ~upper & ~zero_eps & (r <= -d.eps + delta)
+    T = upper | lower
+    if d.bounds is None:
+        free, yfix = torch.ones_like(y_a, dtype=torch.bool), y_a
+    else:
+        lb, ub = d.bounds
+        at_ub = y_a >= ub - delta
+        free = ~at_ub & (y_a > lb + delta)
+        yfix = torch.where(at_ub, torch.full_like(y_a, ub), torch.full_like(y_a, lb))
+    sign = torch.where(upper, 1.0, -1.0).to(d.z.dtype) * T
+    Tm = T.to(d.z.dtype)
+    M = d.gram(free) * Tm[:, :, None] * Tm[:, None, :]
+    Mp = torch.linalg.pinv(M, hermitian=True)
+    q = _rhs(d, free, yfix, d.z, sign * d.eps, T)
+    nu = (Mp @ q[..., None])[..., 0]
+    y = torch.where(free, d.z - d.shift(nu), yfix)
+    nu_t = nu_a * Tm
+    nu_m = nu_t + (Mp @ (q - (M @ nu_t[..., None])[..., 0])[..., None])[..., 0]
+    return _Pattern(y=y, nu=nu_m, free=free, yfix=yfix, T=T, sign=sign, Mp=Mp)
+
+
+def _rhs(d: _Data, free, yfix, z, side, T):
+    """q = A_TF z_F + A_TX y_X - c_T - side_T on the active rows (0 elsewhere); differentiable in z, side."""
+    zin = torch.where(free, z, yfix)
+    return (_mv(d.W, _cellsum(zin, d.cell, d.C)) - d.c - side) * T
+
+
+def kkt_residual(d: _Data, y: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
+    """Relative KKT residual of (y, mu = 2 nu) per problem, as ``reference.projection.kkt_residuals``."""
+    z = d.z
+    r = d.rows(y)
+    scale = 1.0 + z.abs().amax(1)
+    primal = ((r.abs() - d.eps) * d.valid).amax(1).clamp_min(0)
+    rho = 2.0 * (z - y) - 2.0 * d.shift(nu)
+    if d.bounds is None:
+        stat, dual = rho.abs().amax(1), torch.zeros_like(scale)
+    else:
+        lb, ub = d.bounds
+        width = ub - lb
+        at_ub = (y - ub).abs() <= 1e-14 * (1 + abs(ub)) + 1e-15 * width
+        at_lb = (y - lb).abs() <= 1e-14 * (1 + abs(lb)) + 1e-15 * width
+        free = ~(at_ub | at_lb)
+        primal = torch.maximum(primal, torch.maximum((lb - y).amax(1), (y - ub).amax(1)).clamp_min(0))
+        zero = torch.zeros_like(rho)
+        stat = torch.where(free, rho.abs(), zero).amax(1)
+        dual = torch.maximum(torch.where(at_ub, -rho, zero).amax(1), torch.where(at_lb, rho, zero).amax(1))
+    mu = 2.0 * nu
+    comp = torch.where(mu > 0, mu * (r - d.eps).abs(), torch.where(mu < 0, -mu * (r + d.eps).abs(), 0.0))
+    comp = comp.amax(1) if comp.shape[1] else torch.zeros_like(scale)
+    mu_scale = 1.0 + (mu.abs().amax(1) if mu.shape[1] else torch.zeros_like(scale))
+    return torch.stack([primal / scale, dual / scale, stat / scale, comp / (scale * mu_scale)]).amax(0)
+
+
+class _ALM:
+    """Augmented Lagrangian of the projection with every constraint dualised (unit-norm rows Wn):
+
+        f(y) = 1/2 ||y - z||^2 + sigma/2 ||v - clip(v, l, u)||^2 + sigma/2 ||t - clip(t, lb, ub)||^2,
+        v = A y + nu / sigma,   t = y + rho / sigma,   [l, u] = [c - eps, c + eps] per row.
+
+    f is C^1, piecewise quadratic and 1-strongly convex; its generalised Hessian is
+    ``I + sigma D + sigma A_J^T A_J`` (D: coordinates outside the box, J: rows outside [l, u]), inverted
+    by Woodbury through the m x m matrix ``I / sigma + A_J D'^-1 A_J^T`` (cell form). Dependent rows are
+    harmless here (the I / sigma term), unlike in a Newton method on the dual itself.
+    """
+
+    def __init__(self, d: _Data, Wn, lo, hi):
+        self.d, self.Wn, self.lo, self.hi = d, Wn, lo, hi
+
+    def parts(self, y, nu, rho, sigma):
+        d = self.d
+        v = _mv(self.Wn, _cellsum(y, d.cell, d.C)) + nu / sigma
+        dv = (v - torch.minimum(torch.maximum(v, self.lo), self.hi)) * d.valid
+        if d.bounds is None:
+            dt = torch.zeros_like(y)
+        else:
+            t = y + rho / sigma
+            dt = t - t.clamp(*d.bounds)
+        return dv, dt
+
+    def value(self, y, nu, rho, sigma):
+        dv, dt = self.parts(y, nu, rho, sigma)
+        return 0.5 * ((y - self.d.z) ** 2).sum(1) + 0.5 * sigma[:, 0] * ((dv ** 2).sum(1) + (dt ** 2).sum(1))
+
+    def newton(self, y, nu, rho, sigma):
+        """Gradient (P, b) and Newton direction (P, b) of f at y."""
+        d = self.d
+        dv, dt = self.parts(y, nu, rho, sigma)
+        grad = (y - d.z) + sigma * _mtv(self.Wn, dv).gather(1, d.cell) + sigma * dt
+        Dinv = 1.0 / (1.0 + sigma * (dt != 0))
+        J = (dv != 0).to(y.dtype)
+        WJ = self.Wn * J[..., None]
+        g = -grad * Dinv
+        S = _gram(WJ, _cellsum(Dinv, d.cell, d.C))
+        S = S + torch.eye(S.shape[1], dtype=y.dtype, device=y.device) / sigma[..., None]
+        x = torch.linalg.solve(S, _mv(WJ, _cellsum(g, d.cell, d.C)))
+        return grad, g - Dinv * _mtv(WJ, x).gather(1, d.cell)
+
+
+def solve(d: _Data) -> _Pattern:
+    """Certified exact projection of every problem in d (see the module docstring)."""
+    P, b = d.z.shape
+    tol = kkt_tolerance(b)
+    scale = 1.0 + d.z.abs().amax(1, keepdim=True)                              # (P, 1)
+    norm = torch.sqrt(_mv(d.W ** 2, _cellsum(torch.ones_like(d.z), d.cell, d.C)))
+    norm = torch.where(d.valid & (norm > 0), norm, torch.ones_like(norm))
+    Wn = d.W / norm[..., None]                                                 # unit-norm rows
+    alm = _ALM(d, Wn, (d.c - d.eps) / norm, (d.c + d.eps) / norm)
+    y, _, _ = _box(d.z, d.bounds)
+    nu = torch.zeros_like(d.c)
+    rho = torch.zeros_like(d.z)
+    sigma = torch.full((P, 1), SIGMA0, dtype=d.z.dtype, device=d.z.device)
+    done = torch.zeros(P, dtype=torch.bool, device=d.z.device)
+    best = torch.full((P,), float("inf"), dtype=d.z.dtype, device=d.z.device)
+    out = None
+    for _ in range(MAX_OUTER):
+        for rel in THRESHOLDS:                                                 # 2. polish, 3. certify
+            pat = _polish(d, y.clamp(*d.bounds) if d.bounds else y, nu / norm, rel * scale)
+            res = kkt_residual(d, pat.y, pat.nu)
+            new = ~done & (res <= tol)
+            out = pat if out is None else pat.select(new, out)
+            best = torch.minimum(best, res)
+            done = done | new
+            if bool(done.all()):
+                return out
+        for _ in range(MAX_INNER):                                             # 1. Newton on f
+            grad, step = alm.newton(y, nu, rho, sigma)
+            small = grad.abs().amax(1) <= INNER_TOL * scale[:, 0]
+            if bool((small | done).all()):
+                break
+            f0 = alm.value(y, nu, rho, sigma)
+            slope = (grad * step).sum(1)                                       # < 0
+            alpha = torch.ones(P, 1, dtype=d.z.dtype, device=d.z.device)
+            accepted = small | done
+            y_new = y
+            for _ in range(MAX_HALVINGS):
+                trial = y + alpha * step
+                ok = ~accepted & (alm.value(trial, nu, rho, sigma) <= f0 + ARMIJO * alpha[:, 0] * slope
+                                  + 1e-15 * f0.abs())
+                y_new = torch.where(ok[:, None], trial, y_new)
+                accepted = accepted | ok
+                if bool(accepted.all()):
+                    break
+                alpha = torch.where(accepted[:, None], alpha, alpha / 2)
+            y = y_new
+        dv, dt = alm.parts(y, nu, rho, sigma)                                  # multiplier update
+        keep = done[:, None]
+        nu = torch.where(keep, nu, sigma * dv)
+        rho = torch.where(keep, rho, sigma * dt)
+        sigma = torch.where(keep, sigma, (sigma * SIGMA_GROWTH).clamp_max(SIGMA_MAX))
+    raise ConvergenceError(f"coupled solver: no active pattern certified to relative KKT residual {tol:g} "
+                           f"after {MAX_OUTER} augmented-Lagrangian steps (worst best residual "
+                           f"{best.max().item():.3g})")
+
+
+def _assemble(prob, d: _Data, pat: _Pattern, eps: torch.Tensor, need_grad: bool) -> torch.Tensor:
+    """Output y in z's dtype; with grad: y_F = z_F - (W^T Mp q(z, eps))_F on the certified pattern."""
+    if not need_grad:
+        return pat.y.to(prob.z.dtype)
+    z = prob.z.to(torch.float64)
+    side = pat.sign * eps.to(torch.float64).reshape(-1, 1)
+    q = _rhs(d, pat.free, pat.yfix, z, side, pat.T)
+    nu = (pat.Mp @ q[..., None])[..., 0]
+    return torch.where(pat.free, z - d.shift(nu), pat.yfix).to(prob.z.dtype)
+
+
+def project(prob, need_grad: bool) -> torch.Tensor:
+    """Coupled-row projection of a :class:`layers._problem.Problem`, (P, b)."""
+    d = _data(prob, prob.eps)
+    if d.W.shape[1] == 0:
+        y, _, _ = _box(prob.z, prob.bounds)
+        return y
+    return _assemble(prob, d, solve(d), prob.eps, need_grad)
+
+
+def _take(d: _Data, idx: torch.Tensor) -> _Data:
+    return _Data(z=d.z[idx], cell=d.cell[idx], W=d.W[idx], c=d.c[idx], eps=d.eps[idx], valid=d.valid[idx],
+                 bounds=d.bounds)
+
+
+def penalized(prob, lam: torch.Tensor, need_grad: bool) -> torch.Tensor:
+    r"""Several rows: ``argmin_box ||y - z||^2 + lam max_k |a_k^T y - c_k|`` (``reference.solve_penalized``).
+
+    It is the projection with tolerance t*, where ``h(t) = sum_k |mu_k(t)| - lam`` vanishes (h is
+    piecewise linear and nonincreasing: ``-V'(t)``); t* by the reference's bracketed secant with the
+    Illinois modification, every evaluation an exact certified projection of the problems still open.
+    t* = 0 when ``h(0) <= 0``. Backward on the final pattern (rows T at level t with sides s):
+    ``[[M, s], [s^T, 0]] [nu; t] = [A_TF z_F + A_TX y_X - c_T; lam / 2]`` (pseudo-inverse, no grad), so y is
+    linear in (z, lam) there.
+    """
+    P = prob.P
+    y_clip, _, _ = _box(prob.z, prob.bounds)
+    if prob.m == 0:
+        return y_clip
+    lam64 = lam.detach().to(torch.float64)
+    d = _data(prob, torch.zeros(P, dtype=torch.float64, device=prob.z.device))
+    pat = solve(d)
+    h = 2 * pat.nu.abs().sum(1) - lam64
+    on = lam64 > 0
+    level = on & (h > 0)                                     # t* > 0: the gap stays positive
+    t_star = torch.zeros(P, dtype=torch.float64, device=d.z.device)
+    if bool(level.any()):
+        idx = torch.nonzero(level).reshape(-1)
+        sub = _take(d, idx)
+        y0, _, _ = _box(sub.z, sub.bounds)
+        t_hi = (sub.rows(y0).abs() * sub.valid).amax(1)
+        lo, hlo, hi, hhi = torch.zeros_like(t_hi), h[idx], t_hi.clone(), -lam64[idx]
+        side = torch.zeros_like(t_hi)
+        open_ = torch.ones_like(t_hi, dtype=torch.bool)
+        t_fin = torch.zeros_like(t_hi)
+        pat_fin = None
+        for _ in range(200):
+            t = (hi - hhi * (hi - lo) / (hhi - hlo)).clamp(min=0)
+            t = torch.minimum(torch.maximum(t, lo), hi)
+            o = torch.nonzero(open_).reshape(-1)
+            sub_o = _take(sub, o)
+            sub_o.eps = t[o][:, None]
+            p_o = solve(sub_o)
+            h_o = 2 * p_o.nu.abs().sum(1) - lam64[idx][o]
+            conv = (h_o.abs() <= KKT_TOL * lam64[idx][o].clamp_min(1.0)) | \
+                   (hi[o] - lo[o] <= 1e-15 * t_hi[o].clamp_min(1.0))
+            full = _scatter_pattern(p_o, o, len(idx), pat_fin)
+            conv_full = torch.zeros_like(open_).index_fill_(0, o[conv], True)
+            pat_fin = full if pat_fin is None else full.select(conv_full, pat_fin)
+            t_fin = torch.where(conv_full, t, t_fin)
+            hh = torch.zeros_like(t).index_copy_(0, o, h_o)
+            pos, neg = open_ & ~conv_full & (hh > 0), open_ & ~conv_full & (hh <= 0)
+            hhi = torch.where(pos & (side == 1), hhi * 0.5, hhi)         # Illinois: no one-sided stall
+            hlo = torch.where(neg & (side == -1), hlo * 0.5, hlo)
+            lo, hlo = torch.where(pos, t, lo), torch.where(pos, hh, hlo)
+            hi, hhi = torch.where(neg, t, hi), torch.where(neg, hh, hhi)
+            side = torch.where(pos, 1.0, torch.where(neg, -1.0, side))
+            open_ = open_ & ~conv_full
+            if not bool(open_.any()):
+                break
+        else:
+            raise ConvergenceError("penalized step: secant on the max-gap level did not converge")
+        pat = _scatter_pattern(pat_fin, idx, P, pat)
+        t_star = t_star.index_copy(0, idx, t_fin)
+    if not need_grad:
+        y = torch.where(level[:, None], pat.y, torch.where(on[:, None], pat.y, y_clip.detach()))
+        return y.to(prob.z.dtype)
+    z = prob.z.to(torch.float64)
+    d_eps = _data(prob, t_star)
+    q = _rhs(d_eps, pat.free, pat.yfix, z, torch.zeros_like(d_eps.c), pat.T)   # A_TF z_F + A_TX y_X - c_T
+    s = pat.sign
+    M = d_eps.gram(pat.free) * pat.T[:, :, None] * pat.T[:, None, :]
+    K = torch.cat([torch.cat([M, s[:, :, None]], 2),
+                   torch.cat([s[:, None, :], torch.zeros_like(s[:, :1, None])], 2)], 1)
+    rhs = torch.cat([q, lam.to(torch.float64)[:, None] / 2], 1)
+    sol = (torch.linalg.pinv(K.detach(), hermitian=True) @ rhs[..., None])[..., 0]
+    y_level = torch.where(pat.free, z - d_eps.shift(sol[:, :-1]), pat.yfix)
+    y_zero = _assemble(prob, d, pat, torch.zeros(P, dtype=torch.float64, device=z.device), True)
+    y = torch.where(level[:, None], y_level.to(prob.z.dtype), torch.where(on[:, None], y_zero, y_clip))
+    return y
+
+
+def _scatter_pattern(p: _Pattern, idx: torch.Tensor, n: int, like: _Pattern | None) -> _Pattern:
+    """A pattern for n problems with p's entries at rows idx (other rows: like's, or zeros)."""
+    out = {}
+    for f in dataclasses.fields(p):
+        a = getattr(p, f.name)
+        base = torch.zeros((n,) + a.shape[1:], dtype=a.dtype, device=a.device) if like is None \
+            else getattr(like, f.name).clone()
+        out[f.name] = base.index_copy(0, idx, a)
+    return _Pattern(**out)
