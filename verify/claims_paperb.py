@@ -139,7 +139,7 @@ def _ogd_problem(m, seeds, T, d, device, dtype):
 
 @single_threaded
 def run_ogd(task: OGDTask) -> dict[str, np.ndarray]:
-    """Arrays (H, S) per horizon and seed; N2 quantities (S,) at the true network's final iterate."""
+    """Arrays (H, S) per horizon and seed; N2 quantities at the true network's final iterate of each run."""
     if task.fault not in (None, "eta-no-sqrt-T", "no-projection", "comparator-wrong-ball"):
         raise ValueError(f"unknown OGD fault {task.fault!r}")
     X, s, W0, b = _ogd_problem(task.m, task.seeds, max(task.horizons), task.d, task.device, task.dtype)
@@ -150,21 +150,24 @@ def run_ogd(task: OGDTask) -> dict[str, np.ndarray]:
               project=task.fault != "no-projection")
     lin = pb.ogd(X, s, W0, b, task.R, task.horizons, W_lin, lin=True, **kw)
     true = pb.ogd(X, s, W0, b, task.R, task.horizons, W_true, lin=False, **kw)
-    # N2 at the final iterate of the longest horizon, on held-out inputs
+    # N2 at the final iterate of every horizon (H, S), on held-out inputs
     Xte = pb.stack_data([pb.make_data(task.n_test, task.d, sd, split=1) for sd in task.seeds],
                         task.device, X.dtype)[0]
-    W = true.W_last[-1]
     M0 = pb.pattern(W0, Xte)
-    f, M = pb.forward(W, b, Xte)
-    f_lin = pb.forward(W, b, Xte, M0)[0]
+    frac, gap, gap_max = [], [], []
+    for W in true.W_last:
+        f, M = pb.forward(W, b, Xte)
+        diff = (f - pb.forward(W, b, Xte, M0)[0]).abs()
+        frac.append((M != M0).to(X.dtype).mean(dim=(1, 2)))
+        gap.append(diff.mean(-1))
+        gap_max.append(diff.amax(-1))
     return dict(
         regret_lin=_np(lin.loss - (lin.comp - gap_lin)), gap_lin=_np(gap_lin),
         linreg_lin=_np(lin.lin_regret), regret_true=_np(true.loss - true.comp), width=_np(true.width),
         linreg_true=_np(true.lin_regret), loss_true=_np(true.loss), comp_true=_np(true.comp),
         gsq_lin=_np(lin.gsq), gsq_true=_np(true.gsq), eta=_np(true.eta),
         max_dist=_np(torch.maximum(lin.max_dist, true.max_dist)),
-        frac=_np((M != M0).to(X.dtype).mean(dim=(1, 2))), lin_gap=_np((f - f_lin).abs().mean(-1)),
-        lin_gap_max=_np((f - f_lin).abs().amax(-1)), dist=_np(pb.dist(W, W0)))
+        frac=_np(torch.stack(frac)), lin_gap=_np(torch.stack(gap)), lin_gap_max=_np(torch.stack(gap_max)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,9 +291,8 @@ def run_fairlearn(task: FairlearnTask) -> dict[str, float]:
     from layers.paperb_sklearn import NetworkClassifier
 
     tr, te = pb.make_data(task.n, task.d, task.seed), pb.make_data(task.n, task.d, task.seed, split=1)
-    ys = (0, 1) if task.metric == "eo" else (None,)
-    share = min(max(np.mean(tr.A[tr.Y == y] if y is not None else tr.A), 1 - np.mean(
-        tr.A[tr.Y == y] if y is not None else tr.A)) for y in ys)
+    groups = [tr.A[tr.Y == y] for y in (0, 1)] if task.metric == "eo" else [tr.A]
+    share = min(max(a.mean(), 1 - a.mean()) for a in groups)
     moment = (EqualizedOdds if task.metric == "eo" else DemographicParity)(difference_bound=task.eps * share)
     learner = (LogisticRegression() if task.learner == "logreg"
                else NetworkClassifier(m=task.m, R=task.R, steps=task.steps, seed=task.seed))
@@ -505,17 +507,18 @@ def _row(z: dict, m: int) -> int:
               "rates: 95% CI = seed bootstrap widened to Theil-Sen's interval",
     faults=("no-projection",)))
 def check_n2(ctx: Context) -> list[CheckResult]:
+    z = _sizes(ctx)
     runs = ogd_sweep(ctx, ctx.fault)
     widths = sorted(runs)
     R, c = R_OGD, math.sqrt(2 * D / math.pi)
-    frac = np.stack([runs[m]["frac"] for m in widths])                               # (k, S)
-    gap = np.stack([runs[m]["lin_gap"] for m in widths])
+    at_T = lambda key: np.stack([runs[m][key][_row(z, m)] for m in widths])       # (k, S) at T = width_T
+    frac, gap = at_T("frac"), at_T("lin_gap")
     ball = max(_worst(runs[m]["max_dist"] / (R * (1 + 4 * m * D * unit_roundoff("float64")))) for m in widths)
     ratio = frac * np.sqrt(np.array(widths))[:, None] / (c * R)
-    ev = dict(widths=widths, R=R, c=c, d=D, seeds=frac.shape[1])
-    out = [CheckResult.compare("N2-ball", ball, 1.0, "<=", evidence=ev,
+    ev = dict(widths=widths, T=z["width_T"], R=R, c=c, d=D, seeds=frac.shape[1])
+    out = [CheckResult.compare("N2-ball", ball, 1.0, "<=", evidence=dict(ev),
                                detail=f"max_t ||W_t - W0|| / (R (1 + 4 m d u)) = {ball:.6f}"),
-           CheckResult.compare("N2-pattern-bound", _worst(ratio), 1.0, "<=", evidence=ev,
+           CheckResult.compare("N2-pattern-bound", _worst(ratio), 1.0, "<=", evidence=dict(ev),
                                detail="max over m, seeds of changed fraction / (c R / sqrt(m)) = "
                                       f"{_worst(ratio):.3f}")]
     out.append(_ci_case("N2-pattern-rate", exponent(widths, frac.T), -0.5,
@@ -526,11 +529,11 @@ def check_n2(ctx: Context) -> list[CheckResult]:
         "N2-linearisation-vanishes", fit["ci"][1], 0.0, "<=", evidence=dict(fit=fit),
         detail=f"upper end of the slope CI of |f - f_lin| in m: {fit['ci'][1]:.3f}"))
     out[1].evidence["series"] = {"lazy_vs_m": {
-        "x": widths, "xlabel": "m", "ylabel": "at the final iterate", "scale": "loglog",
+        "x": widths, "xlabel": "m", "ylabel": f"at the final iterate, T = {z['width_T']}", "scale": "loglog",
         "y": {"changed pattern fraction": frac.mean(1).tolist(),
               "c R / sqrt(m)": (c * R / np.sqrt(widths)).tolist(),
               "mean |f - f_lin|": gap.mean(1).tolist(),
-              "max |f - f_lin|": np.stack([runs[m]["lin_gap_max"] for m in widths]).mean(1).tolist()}}}
+              "max |f - f_lin|": at_T("lin_gap_max").mean(1).tolist()}}}
     return out
 
 
@@ -643,7 +646,8 @@ def check_n3(ctx: Context) -> list[CheckResult]:
                                 ("vs_B", lambda B: (m0, T0, B, "dp"), z["game_Bs"], "B")):
         pairs = [(v, runs[key(v)]) for v in vals]
         ser[f"violation_{name}"] = {
-            "x": list(vals), "xlabel": xl, "ylabel": "DP violation - eps", "scale": "semilogx", "hline": 0.0,
+            "x": list(vals), "xlabel": xl, "ylabel": "DP violation - eps; nu_T", "scale": "semilogx",
+            "hline": 0.0,
             "y": {"mixture (train)": [float(r["mix_train"][0].mean()) for _, r in pairs],
                   "(1 + 2 nu_T)/B": [float(((1 + 2 * _nu(r)) / key(v)[2]).mean()) for v, r in pairs],
                   "nu_lam": [float(r["nu_lam"].mean()) for _, r in pairs],
