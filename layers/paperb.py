@@ -278,7 +278,7 @@ class LinComparator:
 
 
 def best_fixed_lin(X: torch.Tensor, s: torch.Tensor, W0: torch.Tensor, b: torch.Tensor, R: float, *,
-                   iters: int = 5000, tol: float = 1e-10, route: str = "auto") -> LinComparator:
+                   iters: int = 5000, tol: float | None = None, route: str = "auto") -> LinComparator:
     """min_{||W - W0||_F <= R} sum_t log(1 + exp(-s_t f_lin(x_t; W))), X (S, T, d), s (S, T).
 
     f_lin(x_t; W) = f0_t + <Phi_t, W - W0> with Phi_t = grad f(x_t; W0). Reduction to r = min(T, m d)
@@ -286,7 +286,8 @@ def best_fixed_lin(X: torch.Tensor, s: torch.Tensor, W0: torch.Tensor, b: torch.
     (representer), K = Phi Phi^T = (X X^T) * (M^T M) / m = U diag(k) U^T, Fe = U diag(sqrt k) and
     W - W0 = sum_t alpha_t Phi_t with alpha = U diag(k^-1/2) beta; otherwise Phi^T Phi = V diag(k) V^T,
     Fe = Phi V and W - W0 = V beta (route "auto" picks the smaller Gram matrix; "gram" / "features"
-    force one). Directions with k below round-off do not move f_lin and are dropped.
+    force one). Directions with k below round-off do not move f_lin and are dropped. Stops at a relative
+    Frank-Wolfe gap ``tol`` (default max(1e-10, 8 T u): the round-off floor of a T-term sum in the dtype).
     """
     if route not in ("auto", "gram", "features"):
         raise ValueError(f"route must be 'auto', 'gram' or 'features', got {route!r}")
@@ -316,6 +317,7 @@ def best_fixed_lin(X: torch.Tensor, s: torch.Tensor, W0: torch.Tensor, b: torch.
     grad = lambda beta: (logistic(z(beta), s)[1].unsqueeze(1) @ Fe).squeeze(1)
     L = kappa[:, -1] / 4 + tiny                                          # logistic'' <= 1/4
     beta0 = torch.zeros(S, Fe.shape[-1], dtype=X.dtype, device=X.device)
+    tol = max(1e-10, 4 * T * eps) if tol is None else tol                # 8 T u = 4 T eps_mach
     beta, gap = _fista_ball(value, grad, beta0, R, L, iters, tol)
     W = project_ball(to_W(beta), W0, R)                                  # projection: round-off only
     value_W = logistic(forward(W, b, X, M)[0], s)[0].sum(-1)

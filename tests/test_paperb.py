@@ -240,6 +240,14 @@ def test_quick_figures(quick):
                                             "ours: mixture of the game"}
 
 
+def test_float32_run_uses_float32_allowances():
+    """dtype float32: the game and the mixture identity run in float32 against u = 6e-8 allowances."""
+    results = {r.id: r for r in REGISTRY["N4"].run(Context(options={"dtype": "float32"}))}
+    assert results["N4-identity"].verdict == Verdict.PASS and results["N4-mixture"].verdict == Verdict.PASS
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        REGISTRY["N4"].run(Context(options={"dtype": "float16"}))
+
+
 @pytest.mark.fault
 @pytest.mark.parametrize("cid,fault", [(c, f) for c in ("N1", "N2", "N3", "N4") for f in REGISTRY[c].faults])
 def test_planted_fault_fails(cid, fault):

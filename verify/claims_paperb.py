@@ -28,7 +28,9 @@ covers the spread of pairwise slopes, i.e. the curvature of a finite-T curve tha
 not see. A claimed O(T^a) upper bound is consistent iff the interval's low end is <= a.
 
 Round-off. Sums over T rounds of terms of size |v| carry <= (T + k) u sum|v| (gamma_n bound, u the unit
-round-off of the dtype, k the length of the inner products: m d); allowances are 4x that.
+round-off of the dtype, k the length of the inner products: m d); allowances are 4x that. float64 by
+default; ``ctx.options["dtype"] = "float32"`` runs everything in float32 and every allowance takes
+u = 6e-8 (the linearised comparator then stops at its float32 round-off floor, see best_fixed_lin).
 
 Planted faults. N1 ``eta-no-sqrt-T`` (eta = R/G: the step lacks 1/sqrt(T)), ``comparator-wrong-ball``
 (the comparator is taken from the ball of radius 4R); N2 ``no-projection`` (OGD without the projection);
@@ -79,6 +81,13 @@ def _sizes(ctx: Context) -> dict:
 
 def _device(ctx: Context) -> str:
     return "cuda" if ctx.backend == "cuda" else "cpu"
+
+
+def _dtype(ctx: Context) -> str:
+    """``ctx.options["dtype"]``: float64 (default) or float32; every allowance scales with its u."""
+    name = ctx.options.get("dtype", "float64")
+    pb.torch_dtype(name)
+    return name
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -358,7 +367,8 @@ def ogd_sweep(ctx: Context, fault: str | None = None) -> dict[int, dict]:
     seeds = tuple(ctx.seed + i for i in range(z["ogd_seeds"]))
     widths = sorted(set(z["widths"]) | {z["ogd_m"]})
     tasks = [OGDTask(m=m, seeds=c, horizons=z["horizons"] if m == z["ogd_m"] else (z["width_T"],),
-                     n_test=z["n_test"], comp_iters=z["comp_iters"], fault=fault, device=_device(ctx))
+                     n_test=z["n_test"], comp_iters=z["comp_iters"], fault=fault, device=_device(ctx),
+                     dtype=_dtype(ctx))
              for m in widths for c in _chunks(seeds, ctx)]
     res = run_tasks(run_ogd, tasks, ctx, "N1/N2 OGD sweep")
     return {m: _merge([r for t, r in zip(tasks, res, strict=True) if t.m == m]) for m in widths}
@@ -380,7 +390,7 @@ def game_sweep(ctx: Context, fault: str | None = None) -> dict[tuple, dict]:
     seeds = tuple(ctx.seed + i for i in range(z["game_seeds"]))
     grid = game_grid(ctx)
     tasks = [GameTask(m=m, seeds=c, T=T, B=B, metric=metric, n=z["n"], comp_iters=z["game_comp_iters"],
-                      fault=fault, device=_device(ctx))
+                      fault=fault, device=_device(ctx), dtype=_dtype(ctx))
              for (m, T, B, metric) in grid for c in _chunks(seeds, ctx)]
     res = run_tasks(run_game, tasks, ctx, "N3/N4 game sweep")
     return {p: _merge([r for t, r in zip(tasks, res, strict=True) if (t.m, t.T, t.B, t.metric) == p])
@@ -429,10 +439,11 @@ def _worst(x: np.ndarray) -> float:
               "(width = sum_t |l'_t| |f_t(W*) - f_t(W_t) - <grad f_t(W_t), W* - W_t>|), at every T; regret "
               "exponent in T <= 1/2; the width term vanishes as m grows, at least as fast as m^(-1/4) "
               "(reconstructed O(T R^(3/2) m^(-1/4)))",
-    tolerance="bounds: 4 (T + m d) u |sum of losses| (float64 u = 1.1e-16; gamma_n bound of a T-term sum of "
-              "m d-term products); the linearised comparator enters as value - Frank-Wolfe gap (certified "
-              "lower bound of the minimum). Exponents: 95% CI = seed bootstrap widened to Theil-Sen's "
-              "interval; fitted from the first horizon at which every seed's iterates reached the ball",
+    tolerance="bounds: 4 (T + m d) u |sum of losses| (u = 1.1e-16 float64, 6e-8 float32; gamma_n bound of a "
+              "T-term sum of m d-term products); the linearised comparator enters as value - Frank-Wolfe gap"
+              " (certified lower bound of the minimum). Exponents: 95% CI = seed bootstrap widened to "
+              "Theil-Sen's interval; fitted from the first horizon at which every seed's iterates reached "
+              "the ball",
     faults=("eta-no-sqrt-T", "comparator-wrong-ball")))
 def check_n1(ctx: Context) -> list[CheckResult]:
     z = _sizes(ctx)
@@ -442,7 +453,8 @@ def check_n1(ctx: Context) -> list[CheckResult]:
     R, G = R_OGD, 1.0
     bound = R * G * np.sqrt(H)[:, None]
     md = z["ogd_m"] * D
-    tol = np.stack([_tol(int(h), md, main["loss_true"][i] + main["comp_true"][i]) for i, h in enumerate(H)])
+    tol = np.stack([_tol(int(h), md, main["loss_true"][i] + main["comp_true"][i], _dtype(ctx))
+                    for i, h in enumerate(H)])
     ev = dict(m=z["ogd_m"], horizons=list(z["horizons"]), seeds=main["regret_lin"].shape[1], R=R, G=G, d=D,
               comparator_gap_max=_worst(main["gap_lin"]))
     out = []
@@ -513,7 +525,8 @@ def check_n2(ctx: Context) -> list[CheckResult]:
     R, c = R_OGD, math.sqrt(2 * D / math.pi)
     at_T = lambda key: np.stack([runs[m][key][_row(z, m)] for m in widths])       # (k, S) at T = width_T
     frac, gap = at_T("frac"), at_T("lin_gap")
-    ball = max(_worst(runs[m]["max_dist"] / (R * (1 + 4 * m * D * unit_roundoff("float64")))) for m in widths)
+    u = unit_roundoff(_dtype(ctx))
+    ball = max(_worst(runs[m]["max_dist"] / (R * (1 + 4 * m * D * u))) for m in widths)
     ratio = frac * np.sqrt(np.array(widths))[:, None] / (c * R)
     ev = dict(widths=widths, T=z["width_T"], R=R, c=c, d=D, seeds=frac.shape[1])
     out = [CheckResult.compare("N2-ball", ball, 1.0, "<=", evidence=dict(ev),
@@ -574,14 +587,14 @@ def fairlearn_table(ctx: Context) -> list[dict]:
               "(exponentiated gradient); the network player's linearised regret <= R G sqrt(T) (projected "
               "OGD); surrogate error of the mixture <= that of every feasible classifier found + 2 nu_T. "
               "Side by side: fairlearn's ExponentiatedGradient (logistic regression; the network as learner)",
-    tolerance="sums of T rounds of n-sample rates / losses: 4 (T + n) u, 4 (T + m d) u |sum| (float64 "
-              "u = 1.1e-16). The network player's comparator is the best response to mean(lam) found by "
-              "projected descent from W0, the averaged and the last iterate (monotone, so it is at least as "
-              "good as every candidate used by the accuracy case: those inequalities are exact)",
+    tolerance="sums of T rounds of n-sample rates / losses: 4 (T + n) u, 4 (T + m d) u |sum| (u: 1.1e-16 "
+              "float64, 6e-8 float32). The network player's comparator is the best response to mean(lam) "
+              "found by projected descent from W0, the averaged and the last iterate (monotone, so it is at "
+              "least as good as every candidate used by the accuracy case: those inequalities are exact)",
     faults=("eg-sign-flipped",)))
 def check_n3(ctx: Context) -> list[CheckResult]:
     runs = game_sweep(ctx, ctx.fault)
-    u = unit_roundoff("float64")
+    u = unit_roundoff(_dtype(ctx))
     n = _sizes(ctx)["n"]
     bound_ex = {"dp": [], "eo": []}
     eg_ex, ogd_ex, acc_ex, n_acc, err_gap = [], [], [], 0, []
@@ -590,7 +603,7 @@ def check_n3(ctx: Context) -> list[CheckResult]:
         tol = 4 * (T + n) * u
         bound_ex[metric].append(_worst(r["mix_train"][0] - _mixture_bound(p, r) - tol))
         eg_ex.append(_worst(r["nu_lam"] / (r["eg_bound"] + 4 * (T + 4) * u * B)))
-        ogd_ex.append(_worst(r["lin_regret"] / (r["ogd_bound"] + _tol(T, m * D, r["L_abs"]))))
+        ogd_ex.append(_worst(r["lin_regret"] / (r["ogd_bound"] + _tol(T, m * D, r["L_abs"], _dtype(ctx)))))
         feasible = r["cand_viol"] <= 0                                             # (4, S)
         best = np.where(feasible, r["cand_err"], np.inf).min(0)
         ok = np.isfinite(best)
@@ -663,12 +676,13 @@ def check_n3(ctx: Context) -> list[CheckResult]:
               "are the mean of the iterates' rates (the linearity the bound uses) and it meets eps + "
               "(1 + 2 nu_T)/B at every T; the last iterate and the averaged weights carry no guarantee "
               "(their violation and accuracy are reported next to the mixture's, train and test)",
-    tolerance="identity: 4 (T + n) u (mean of T rate vectors of n-sample sums, float64 u = 1.1e-16)",
+    tolerance="identity: 4 (T + n) u (mean of T rate vectors of n-sample sums; u = 1.1e-16 float64, "
+              "6e-8 float32)",
     faults=("mixture-last-iterate",)))
 def check_n4(ctx: Context) -> list[CheckResult]:
     z = _sizes(ctx)
     runs = game_sweep(ctx, None)                     # the fault is in the output, not in the game
-    u = unit_roundoff("float64")
+    u = unit_roundoff(_dtype(ctx))
     m0, B0 = z["game_m"], z["game_B"]
     Ts = list(z["game_T"])
     ident, excess, table = [], [], []
