@@ -155,7 +155,7 @@ def run_ogd(task: OGDTask) -> dict[str, np.ndarray]:
     R_comp = 4 * task.R if task.fault == "comparator-wrong-ball" else task.R
     W_lin, gap_lin, W_true = _comparators(task.m, task.seeds, task.horizons, R_comp, task.d, task.comp_iters,
                                           task.device, task.dtype)
-    kw = dict(eta_fn=(lambda T: task.R / 1.0) if task.fault == "eta-no-sqrt-T" else None,
+    kw = dict(eta_fn=(lambda T: task.R / 1.0) if task.fault == "eta-no-sqrt-T" else None,   # R / G
               project=task.fault != "no-projection")
     lin = pb.ogd(X, s, W0, b, task.R, task.horizons, W_lin, lin=True, **kw)
     true = pb.ogd(X, s, W0, b, task.R, task.horizons, W_true, lin=False, **kw)
@@ -415,6 +415,9 @@ def exponent(x, values) -> dict:
 def _ci_case(cid: str, fit: dict, claimed: float, what: str, **ev) -> CheckResult:
     """PASS iff the CI's low end <= the claimed exponent (an O(x^claimed) upper bound is not rejected)."""
     lo, hi = fit["ci"]
+    if math.isnan(fit["slope"]):
+        return CheckResult(id=cid, verdict=Verdict.INCONCLUSIVE, figure=None, bound=claimed,
+                           evidence={**ev, "fit": fit}, detail=f"{what}: a value is <= 0, no log-log fit")
     res = CheckResult.compare(cid, lo, claimed, "<=", evidence={**ev, "fit": fit},
                               detail=f"{what}: slope {fit['slope']:.3f}, 95% CI [{lo:.3f}, {hi:.3f}] "
                                      f"(claimed <= {claimed:g}; contains it: {lo <= claimed <= hi})")
