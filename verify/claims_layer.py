@@ -225,6 +225,8 @@ FAULT_DOC = {
     "wrong-sign": "backward: Jacobian with the wrong sign on the active rows, 2 D_F - J",
     "box-ignored-backward": "backward: Jacobian ignores the active box coordinates",
     "over-relaxed": "forward z + 1.5 (g(z) - z): nonexpansive but not firmly nonexpansive",
+    "default-tolerance-solver": "forward by the authors' cvxpylayers layer at its default SCS settings, "
+                                "held to the exact layer's tolerances",
 }
 
 
@@ -243,6 +245,11 @@ def apply_fault(layer: Layer, fault: str) -> Layer:
     elif fault == "eps-halved":
         def fn(z, inst, eps):
             return base(z, inst, 0.5 * eps)
+    elif fault == "default-tolerance-solver":
+        try:
+            fn = _paper("cpu").fn
+        except Unavailable as exc:
+            raise RuntimeError(f"planted fault {fault!r} needs the paper target: {exc}") from None
     elif fault == "over-relaxed":
         def fn(z, inst, eps):
             return z + 1.5 * (base(z, inst, eps) - z)
@@ -311,7 +318,7 @@ def solver_feasibility_tol(layer: Layer, C: Constraints, z: np.ndarray) -> float
     o = layer.solver_opts
     eps_abs = float(o.get("eps_abs", o.get("eps", 1e-4)))
     eps_rel = float(o.get("eps_rel", o.get("eps", 1e-4)))
-    s = max(scale_of(z), *(abs(v) for v in (C.bounds or ())))
+    s = max([scale_of(z), *(abs(v) for v in (C.bounds or ()))])
     return eps_abs + eps_rel * s
 
 
@@ -432,7 +439,7 @@ def _l1_float32(ctx: Context, layer: Layer) -> list[CheckResult]:
               "solvers); |y - y_clarabel|_inf / scale <= 1e-7 (reference.cvx.ACCURACY['CLARABEL']) + the "
               "same. Solver layer: |y - y*|_2 <= sqrt(eps_abs + eps_rel |f*|) from the strong convexity "
               "of ||y - z||^2 (modulus 2) and the solver's duality-gap tolerance",
-    faults=("eps-halved",),
+    faults=("eps-halved", "default-tolerance-solver"),
     targets=ALL_TARGETS))
 def check_l2(ctx: Context) -> list[CheckResult]:
     try:
