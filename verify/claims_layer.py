@@ -589,6 +589,8 @@ def _kinks(ctx: Context, layer: Layer) -> list[CheckResult]:
         rng = _seed(ctx, 31, ci)
         for kind, box in (("box", True), ("row", False)):
             inst0 = make_instance(case, box, 16, rng)
+            if box:
+                inst0.z[0] = 3.0                              # at least one coordinate clamped
             g0 = layer.numpy(inst0)
             z = g0(inst0.z)                                   # feasible point: kink of every tight constraint
             inst = inst0.with_z(z)
@@ -605,6 +607,9 @@ def _kinks(ctx: Context, layer: Layer) -> list[CheckResult]:
             else:
                 gaps = C.gaps(z)
                 k = int(np.argmax(np.abs(gaps)))
+                if abs(abs(gaps[k]) - C.eps) > 1e-9:
+                    raise RuntimeError(f"kink construction: no row of {case} is tight at g(z0) "
+                                       f"(largest gap {gaps[k]})")
                 u = np.sign(gaps[k]) * C.A[k]
                 u /= np.linalg.norm(u)
                 what = f"row {C.names[k]} at {'+' if gaps[k] > 0 else '-'}eps (gap {gaps[k]:.3g})"
