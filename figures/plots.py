@@ -83,6 +83,7 @@ def set_scale(ax, scale: str) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
     if scale in ("loglog", "semilogy"):
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_series(ax, s: dict, *, xlabel: str | None = None, ylabel: str | None = None,
@@ -100,6 +101,8 @@ def plot_series(ax, s: dict, *, xlabel: str | None = None, ylabel: str | None = 
         label = f"eps = {s['hline']:g}" if s["hline"] else None
         ax.axhline(s["hline"], color="k", ls="--", lw=0.8, label=label)
     set_scale(ax, scale)
+    if scale in ("loglog", "semilogx") and np.unique(x).size <= 8:     # few points: label each one
+        ax.set_xticks(np.unique(x), [f"{v:g}" for v in np.unique(x)])
     ax.set_xlabel(xlabel or s.get("xlabel", "x"))
     ax.set_ylabel(ylabel or s.get("ylabel", "y"))
     ax.grid(True, which="major", alpha=0.3)
@@ -124,7 +127,8 @@ def finish(fig: MplFigure, title: str, results: Iterable[CheckResult], legend_ax
 
 def fit_band(ax, s: dict, ev: dict, *, color: str = "0.5") -> None:
     """Shade the fan of power laws whose exponent spans the slope's CI ``ev["ci"]``, pivoting on the fitted
-    line (the curve labelled ``fit ...``) at the geometric centre of the fitted range [burn_in, x_max]."""
+    line (the curve labelled ``fit ...``) at the geometric centre of the fitted range [burn_in, x_max]; with
+    ``ev["claimed"]`` also the claimed power law through the same pivot (dotted)."""
     fit_label = next((k for k in curves(s) if k.startswith("fit")), None)
     if fit_label is None or "ci" not in ev:
         raise MissingData("series has no fitted curve or the evidence no slope CI")
@@ -137,6 +141,9 @@ def fit_band(ax, s: dict, ev: dict, *, color: str = "0.5") -> None:
     band = np.stack([y0 * (x / x0) ** lo, y0 * (x / x0) ** hi])
     ax.fill_between(x, band.min(0), band.max(0), color=color, alpha=0.25,
                     label=f"slope 95% CI [{lo:.2f}, {hi:.2f}]")
+    if "claimed" in ev:
+        a = float(ev["claimed"])
+        ax.plot(x, y0 * (x / x0) ** a, color="k", ls=":", lw=1, label=f"claimed rate T^{a:g} (same pivot)")
 
 
 # ------------------------------------------------------------------------------------------ paper A: layer
@@ -256,10 +263,19 @@ def draw_o2(results: list[CheckResult]) -> MplFigure:
 
 
 def _rate_panel(ax, r: CheckResult, s: dict, xlabel: str, ylabel: str) -> None:
+    """Curves, fitted power law, its slope-CI band; the burn-in (not fitted) shaded, the y axis fitted to
+    the points after it (earlier points far below, e.g. a regret ~ 0 at T = 10, are cut off)."""
     fit_band(ax, s, r.evidence)
     fit_style = {"ls": "--", "marker": None, "color": "0.3"}
     plot_series(ax, s, xlabel=xlabel, ylabel=ylabel,
                 styles={k: fit_style for k in curves(s) if k.startswith("fit")})
+    x = np.asarray(s["x"], dtype=np.float64)
+    burn_in = float(r.evidence.get("burn_in", x[0]))
+    if burn_in > x[0]:
+        ax.axvspan(x[0], burn_in, color="0.92", zorder=0, label="burn-in (not fitted)")
+    after = np.concatenate([y[(x >= burn_in) & (y > 0)] for y in curves(s).values()])
+    if after.size:
+        ax.set_ylim(bottom=0.3 * float(after.min()))
 
 
 def draw_o3(results: list[CheckResult]) -> MplFigure:
@@ -291,7 +307,6 @@ def draw_o6(results: list[CheckResult]) -> MplFigure:
     (r, s), = series_of(results, "cost_vs_batch_size")[:1]
     fig, (ax,) = new_figure()
     plot_series(ax, s, xlabel="batch size b (samples)", ylabel="distortion per sample (squared units of z)")
-    ax.set_xticks(list(s["x"]), [str(int(v)) for v in s["x"]])
     return finish(fig, "O6: cost of per-batch fairness vs batch size", [r])
 
 
