@@ -44,11 +44,10 @@ def test_case(cid, label):
     _assert_pass(results)
 
 
-@pytest.mark.parametrize("cid", L_IDS)
+@pytest.mark.parametrize("cid", ["L1", "L3", "L5", "L6", "L7"])
 def test_extras(cid):
     results = [r for r in _results(cid) if "case" not in r.evidence]
-    if cid != "L4":
-        assert results, f"{cid} produced no result outside the metric cases"
+    assert results, f"{cid} produced no result outside the metric cases"
     _assert_pass(results)
 
 
