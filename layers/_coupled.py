@@ -1,26 +1,24 @@
-r"""Coupled rows (several attributes, pairwise cells): dual projected Newton + exact polish, in torch.
+r"""Coupled rows (several attributes, pairwise cells): augmented Lagrangian + Newton, exact polish, in torch.
 
 Problem (cell form, :mod:`layers._problem`): ``y = clip(z - (W^T nu)[cell])``, rows ``A y = W cellsum(y)``.
 All arithmetic is float64 (float32 inputs are upcast; the output is cast back), batched over problems,
 with one host sync per iteration (convergence masks).
 
-1. **Dual projected Newton.** Split ``nu = lam+ - lam-`` with ``lam >= 0`` (one-sided rows), rows scaled
-   to unit norm. The dual ``Phi(lam) = sum_i h(w_i) + (c + eps)^T lam+ - (c - eps)^T lam-`` with
-   ``w = z - A^T nu``, ``h(w) = w^2/2 - dist(w, box)^2/2`` is C^1, convex and piecewise quadratic; its
-   gradient is ``(eps - r, eps + r)``, ``r = A y - c``, its Hessian ``[[H, -H], [-H, H]]``,
-   ``H = A_F A_F^T = W diag(n_free) W^T``. Bertsekas' projected Newton: variables at their bound with a
-   positive gradient are held (diagonal scaling), the others take the Newton step ``-H_II^+ g`` on the
-   range of the (often singular: dependent rows) Hessian plus a step ``-beta g_null`` on its null space,
-   where Phi is locally linear, beta from the ratio test (the first multiplier to reach 0); Armijo
-   along the projection arc. We only need it to identify the active pattern.
+1. **Augmented Lagrangian, semismooth Newton inside** (:class:`_ALM`): every constraint (rows scaled to
+   unit norm, and the box) is dualised; each subproblem is the minimisation of a C^1, piecewise
+   quadratic, 1-strongly convex function of y, solved by Newton steps with Armijo backtracking (the
+   m x m system via Woodbury); then the multipliers are updated and the penalty grows. Dependent rows
+   (pairwise cells, mr with several attributes) do not make the Newton systems singular, which they
+   would in a Newton method on the dual. We only need this to identify the active pattern.
 2. **Polish** (as ``reference.projection._polish``): read the active pattern off the iterate at a
    threshold delta (rows within delta of a side, coordinates within delta of a bound) and solve it
    exactly: ``y_F = z_F - (W^T nu)_F``, ``M nu = q`` with ``M = W_T diag(n_free) W_T^T`` (pseudo-inverse:
    the active rows may be dependent; y is unique, nu need not be). Sign-correct multipliers: the
-   Newton iterate projected onto the solution set ``{nu : M nu = q}``.
+   augmented-Lagrangian iterate projected onto the stationarity equations of the free coordinates
+   (and of clamped ones whose box multiplier is ~0, which pin nu at kinks).
 3. **Certify** with the reference's KKT residual (primal, box-multiplier signs, complementarity,
    stationarity; relative) <= ``reference.projection.kkt_tolerance(b)``; otherwise iterate on and raise
-   ``ConvergenceError`` after ``MAX_ITER`` iterations. Nothing falls back silently.
+   ``ConvergenceError`` after ``MAX_OUTER`` multiplier updates. Nothing falls back silently.
 """
 
 from __future__ import annotations
@@ -150,8 +148,14 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, delta: torch.Tensor
     q = _rhs(d, free, yfix, d.z, sign * d.eps, T)
     nu = (Mp @ q[..., None])[..., 0]
     y = torch.where(free, d.z - d.shift(nu), yfix)
+    # multipliers: the Newton/ALM iterate projected onto {nu_T : (A_T^T nu)_i = z_i - y_i, i in F'}, F' = the
+    # free coordinates plus clamped ones whose box multiplier is ~0 (kinks: their equation pins nu exactly)
     nu_t = nu_a * Tm
-    nu_m = nu_t + (Mp @ (q - (M @ nu_t[..., None])[..., 0])[..., None])[..., 0]
+    weak = ~free & ((d.z - y - d.shift(nu_a)).abs() <= delta)
+    Fw = free | weak
+    Mw = d.gram(Fw) * Tm[:, :, None] * Tm[:, None, :]
+    qw = _mv(d.W, _cellsum((d.z - y) * Fw, d.cell, d.C)) * Tm
+    nu_m = nu_t + (torch.linalg.pinv(Mw, hermitian=True) @ (qw - _mv(Mw, nu_t))[..., None])[..., 0]
     return _Pattern(y=y, nu=nu_m, free=free, yfix=yfix, T=T, sign=sign, Mp=Mp)
 
 

@@ -14,6 +14,7 @@ A row whose group is empty is zeroed (``valid`` False) when ``empty="drop"`` and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 
 import numpy as np
@@ -176,76 +177,34 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         else:
             raise ValueError(f"shape mismatch: targets has shape {tuple(tg.shape)}, expected ({b},) "
                              f"or {tuple(z.shape)}")
-    if check:
-        bad_g = ~((g == 0) | (g == 1))
-        flags = torch.stack([~torch.isfinite(zf).all(), bad_g.any(),
-                             ~torch.isfinite(eps_t).all(), (eps_t < 0).any(),
-                             torch.tensor(False, device=z.device) if tg is None
-                             else ~torch.isfinite(tg).all()]).tolist()
-        if flags[0]:
-            raise ValueError("z contains NaN or inf")
-        if flags[1]:
-            raise ValueError("groups must be binary (0/1) labels; got values "
-                             f"{torch.unique(g[bad_g]).tolist()[:6]}")
-        if flags[2]:
-            raise ValueError(f"{eps_name} must be finite")
-        if flags[3]:
-            raise ValueError(f"{eps_name} must be >= 0, got {eps_t.min().item()}")
-        if flags[4]:
-            raise ValueError("targets contains NaN or inf")
-    g = g.to(torch.int64)
-
-    if metric == "dp_pairwise" and k == 1:
-        metric_rows = "dp"          # two cells, one pair: the single dp row (same sign, same order)
-    else:
-        metric_rows = metric
+    bad_g = ~((g == 0) | (g == 1))
+    g = (g != 0).to(torch.int64)                                  # safe codes; non-binary raises below
+    # dp_pairwise with one attribute: two cells, one pair = the single dp row (same sign, same order)
+    metric_rows = "dp" if metric == "dp_pairwise" and k == 1 else metric
     separable = metric_rows in ("dp", "mr", "eo") and k == 1
-
-    # cell codes: attribute bits, most significant first (lexicographic order of the group rows)
-    weights = 2 ** torch.arange(k - 1, -1, -1, device=z.device)
-    code = (g * weights).sum(-1)                                  # (G, b)
-    n_attr = 2 ** k
     if metric_rows == "eo":
-        code = code + n_attr * (tg > 0.5).to(torch.int64)        # (P|1, b)
-        n_full = 2 * n_attr
-    else:
-        n_full = n_attr
+        label_of = (tg > 0.5).to(torch.int64)
+    n_attr = 2 ** k
+    n_full = 2 * n_attr if metric_rows == "eo" else n_attr
+    weights = _weights(k, z.device)
+    code = (g * weights).sum(-1)                                  # (G, b) attribute bits, MSB first
+    if metric_rows == "eo":
+        code = code + n_attr * label_of                           # (P|1, b)
     Pc = code.shape[0]
     if separable:
-        cells = list(range(n_full))                               # no compaction: no host sync
+        cells = tuple(range(n_full))                              # no compaction: no host sync
         cell = code
     else:
         present = torch.zeros(Pc, n_full, dtype=torch.bool, device=z.device)
         present.scatter_(1, code, True)
-        cells = torch.nonzero(present.any(0)).reshape(-1).tolist()
+        cells = tuple(torch.nonzero(present.any(0)).reshape(-1).tolist())
         lut = torch.full((n_full,), -1, dtype=torch.int64, device=z.device)
-        lut[cells] = torch.arange(len(cells), device=z.device)
+        lut[list(cells)] = torch.arange(len(cells), device=z.device)
         cell = lut[code]
     C = len(cells)
     counts = torch.zeros(Pc, C, dtype=z.dtype, device=z.device).scatter_add_(
         1, cell, torch.ones_like(cell, dtype=z.dtype))
-    bits = torch.tensor([[(c >> (k - 1 - j)) & 1 for j in range(k)] for c in cells],
-                        dtype=z.dtype, device=z.device).reshape(C, k)
-    label = torch.tensor([c // n_attr for c in cells], dtype=z.dtype, device=z.device)
-
-    names: list[str] = []
-    center = None
-    if metric_rows == "dp":
-        sel0, sel1 = (1 - bits).T, bits.T                         # (k, C)
-        names = [f"attribute {j} group {a}" for j in range(k) for a in (0, 1)]
-    elif metric_rows == "eo":
-        sel0 = torch.stack([(label == y) * (1 - bits[:, j]) for y in (0, 1) for j in range(k)])
-        sel1 = torch.stack([(label == y) * bits[:, j] for y in (0, 1) for j in range(k)])
-        names = [f"attribute {j} group {a} in class y={y}" for y in (0, 1) for j in range(k) for a in (0, 1)]
-    elif metric_rows == "mr":
-        sel0 = torch.stack([(bits[:, j] == a).to(z.dtype) for j in range(k) for a in (0, 1)])
-        sel1 = None
-        names = [f"attribute {j} group {a}" for j in range(k) for a in (0, 1)]
-    else:  # dp_pairwise over the present cells
-        pairs = list(itertools.combinations(range(C), 2))
-        eye = torch.eye(C, dtype=z.dtype, device=z.device)
-        sel0 = eye[[p for p, _ in pairs]].reshape(len(pairs), C)
-        sel1 = eye[[q for _, q in pairs]].reshape(len(pairs), C)
+    sel0, sel1, rowof, names = _structure(metric_rows, k, cells, z.dtype, z.device)
 
     n0 = counts @ sel0.T                                          # (Pc, m)
     if sel1 is None:                                              # mr: a = 1_S / n_S, c = mean_S(targets)
@@ -265,30 +224,90 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         valid = ~(empty0 | empty1)
         W = (sel0[None] * _inv(n0)[..., None] - sel1[None] * _inv(n1)[..., None]) * valid[..., None]
         center = torch.zeros(valid.shape, dtype=z.dtype, device=z.device)
+    if check:
+        _validate(zf, bad_g, eps_t, eps_name, tg, metric_rows, empty, counts, valid, empty0, empty1, names,
+                  W, center, bounds)
+    return Problem(z=zf, batch_shape=batch_shape, cell=cell.expand(P, b) if cell.shape[0] == 1 else cell,
+                   W=W, center=center, valid=valid, eps=eps_t, bounds=bounds,
+                   rowof=rowof if separable else None)
 
-    if check and empty == "raise":
-        if metric_rows == "dp_pairwise":
-            if bool((counts > 0).sum(1).min() < 2):
-                raise ValueError("empty group: dp_pairwise needs at least two non-empty cells")
-        elif bool((~valid).any()):
-            e = torch.stack([empty0.any(0), empty1.any(0)], -1).reshape(-1).tolist()   # (row, side)
-            what = names[(e[::2] if metric_rows == "mr" else e).index(True)]
-            raise ValueError(f"empty group: {what} has no sample in this batch "
-                             "(pass empty='drop' to drop its constraint, as the authors' layer does)")
-    if check and bounds is not None and metric_rows == "mr":
+
+@functools.lru_cache(maxsize=64)
+def _weights(k: int, device) -> torch.Tensor:
+    return 2 ** torch.arange(k - 1, -1, -1, device=device)
+
+
+@functools.lru_cache(maxsize=256)
+def _structure(metric: str, k: int, cells: tuple, dtype, device):
+    """Row patterns on the cells (cached: they depend only on the metric, k and the present cells).
+
+    Returns sel0 (m, C), sel1 (m, C) or None (mr), rowof (C,) the row of each cell when every cell is
+    in exactly one row (else None), and the names of the (row, side) groups for error messages.
+    """
+    C = len(cells)
+    n_attr = 2 ** k
+    bits = torch.tensor([[(c >> (k - 1 - j)) & 1 for j in range(k)] for c in cells], dtype=dtype,
+                        device=device).reshape(C, k)
+    label = torch.tensor([c // n_attr for c in cells], dtype=dtype, device=device)
+    if metric == "dp":
+        sel0, sel1 = (1 - bits).T.contiguous(), bits.T.contiguous()               # (k, C)
+        names = [f"attribute {j} group {a}" for j in range(k) for a in (0, 1)]
+    elif metric == "eo":
+        sel0 = torch.stack([(label == y) * (1 - bits[:, j]) for y in (0, 1) for j in range(k)])
+        sel1 = torch.stack([(label == y) * bits[:, j] for y in (0, 1) for j in range(k)])
+        names = [f"attribute {j} group {a} in class y={y}" for y in (0, 1) for j in range(k) for a in (0, 1)]
+    elif metric == "mr":
+        sel0 = torch.stack([(bits[:, j] == a).to(dtype) for j in range(k) for a in (0, 1)])
+        sel1 = None
+        names = [f"attribute {j} group {a}" for j in range(k) for a in (0, 1)]
+    else:  # dp_pairwise over the present cells
+        pairs = list(itertools.combinations(range(C), 2))
+        eye = torch.eye(C, dtype=dtype, device=device)
+        sel0 = eye[[p for p, _ in pairs]].reshape(len(pairs), C)
+        sel1 = eye[[q for _, q in pairs]].reshape(len(pairs), C)
+        names = []
+    support = (sel0 != 0) if sel1 is None else ((sel0 != 0) | (sel1 != 0))      # (m, C)
+    rowof = support.to(torch.int64).argmax(0) if bool((support.sum(0) == 1).all()) else None
+    return sel0, sel1, rowof, names
+
+
+def _validate(zf, bad_g, eps_t, eps_name, tg, metric, empty, counts, valid, empty0, empty1, names,
+              W, center, bounds) -> None:
+    """All value checks of the inputs with one device->host sync; raises ValueError naming the problem."""
+    dev = zf.device
+    no = torch.zeros((), dtype=torch.bool, device=dev)
+    if bounds is not None and metric == "mr":                     # feasibility of each row over the box
         lb, ub = bounds
         Wn = W * counts[:, None, :]                               # a_k summed per cell
         lo_reach = torch.where(Wn > 0, Wn * lb, Wn * ub).sum(-1)
         hi_reach = torch.where(Wn > 0, Wn * ub, Wn * lb).sum(-1)
         e = eps_t.detach()[:, None]
-        bad = valid & ((center + e < lo_reach - 1e-12) | (center - e > hi_reach + 1e-12))
-        if bool(bad.any()):
-            raise ValueError(f"infeasible: a mean-residual constraint needs a group mean outside the box "
-                             f"[{lb}, {ub}] (targets outside the box?)")
-
-    rowof = None
-    if separable:
-        support = (sel0 != 0) if sel1 is None else ((sel0 != 0) | (sel1 != 0))   # (m, C)
-        rowof = support.to(torch.int64).argmax(0)
-    return Problem(z=zf, batch_shape=batch_shape, cell=cell.expand(P, b) if cell.shape[0] == 1 else cell,
-                   W=W, center=center, valid=valid, eps=eps_t, bounds=bounds, rowof=rowof)
+        infeasible = (valid & ((center + e < lo_reach - 1e-12) | (center - e > hi_reach + 1e-12))).any()
+    else:
+        infeasible = no
+    too_few_cells = (counts > 0).sum(1).min() < 2 if metric == "dp_pairwise" else no
+    flags = torch.stack([~torch.isfinite(zf).all(), bad_g.any(), ~torch.isfinite(eps_t).all(),
+                         (eps_t < 0).any(), no if tg is None else ~torch.isfinite(tg).all(),
+                         too_few_cells, (~valid).any() if metric != "dp_pairwise" else no,
+                         infeasible]).tolist()
+    if flags[0]:
+        raise ValueError("z contains NaN or inf")
+    if flags[1]:
+        raise ValueError("groups must be binary (0/1) labels; got a value outside {0, 1}")
+    if flags[2]:
+        raise ValueError(f"{eps_name} must be finite")
+    if flags[3]:
+        raise ValueError(f"{eps_name} must be >= 0, got {eps_t.min().item()}")
+    if flags[4]:
+        raise ValueError("targets contains NaN or inf")
+    if empty == "raise" and flags[5]:
+        raise ValueError("empty group: dp_pairwise needs at least two non-empty cells")
+    if empty == "raise" and flags[6]:
+        e = torch.stack([empty0.any(0), empty1.any(0)], -1).reshape(-1).tolist()   # (row, side)
+        what = names[(e[::2] if metric == "mr" else e).index(True)]
+        raise ValueError(f"empty group: {what} has no sample in this batch "
+                         "(pass empty='drop' to drop its constraint, as the authors' layer does)")
+    if flags[7]:
+        lb, ub = bounds
+        raise ValueError(f"infeasible: a mean-residual constraint needs a group mean outside the box "
+                         f"[{lb}, {ub}] (targets outside the box?)")

@@ -76,3 +76,46 @@ def per_row(a: torch.Tensor, rowid: torch.Tensor, m: int) -> torch.Tensor:
         return a[:, None, :]
     r = torch.arange(m, device=a.device)[None, :, None]
     return torch.where(rowid[:, None, :] == r, a[:, None, :], torch.zeros((), dtype=a.dtype, device=a.device))
+
+
+class RowProject(torch.autograd.Function):
+    r"""``y = clip(z - nu[row] a, lb, ub)`` for rows with disjoint supports, with the analytic VJP.
+
+    Inputs: z (P, b); par (P,) the differentiable scalar of each problem (eps, or lam for the penalized
+    step); A (P, m, b) the rows; a, rowid (P, b) each coordinate's coefficient and row; nu (P, m) the
+    exact multipliers (no grad); solve (P, m) rows whose nu solves ``a_F^T y_F = t - a_X^T y_X`` on the
+    final free set F (active projection rows, penalized rows strictly inside +-lam/2); dt (P, m) = dt/dpar
+    of those rows' target (the side +-1 for eps, 0 for lam); dnu (P, m) = dnu/dpar of the other rows
+    (+-1/2 for clipped penalized rows, else 0). On F, ``nu = (a_F^T z_F + a_X^T y_X - t) / ||a_F||^2``, so
+
+        J = diag(1_F) (I - sum_{solved r} a_F a_F^T / ||a_F||^2) diag(1_F)      (claim L3's projector)
+        dy_F / dpar = -a_F dnu_r/dpar,  dnu_r/dpar = -dt_r / ||a_F||^2 (solved) or dnu_r (others).
+
+    The backward is written in torch ops of the cotangent, so double backward works (and is 0 in z).
+    """
+
+    @staticmethod
+    def forward(ctx, z, par, A, a, rowid, nu, solve, dt, dnu, bounds):
+        with torch.no_grad():
+            w = z - nu.gather(1, rowid) * a
+            if bounds is None:
+                free = torch.ones_like(w, dtype=torch.bool)
+            else:
+                free = (w > bounds[0]) & (w < bounds[1])
+            den = (A * A * free[:, None, :]).sum(-1)
+            ok = solve & (den > 0)
+            den = torch.where(ok, den, torch.ones_like(den))
+            dnu_dpar = torch.where(ok, -dt / den, dnu)
+        ctx.save_for_backward(A, a, rowid, free, den, ok, dnu_dpar)
+        ctx.mark_non_differentiable(free)
+        return clip(w, bounds)
+
+    @staticmethod
+    def backward(ctx, v):
+        A, a, rowid, free, den, ok, dnu_dpar = ctx.saved_tensors
+        vF = torch.where(free, v, torch.zeros_like(v))
+        S = (A * vF[:, None, :]).sum(-1)                                    # a_F^T v_F per row
+        coef = torch.where(ok, S / den, torch.zeros_like(S))
+        grad_z = vF - torch.where(free, a * coef.gather(1, rowid), torch.zeros_like(v))
+        grad_par = -(S * dnu_dpar).sum(1) if ctx.needs_input_grad[1] else None
+        return grad_z, grad_par, None, None, None, None, None, None, None, None

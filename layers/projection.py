@@ -14,11 +14,14 @@ Forward (exact, no iteration tolerance):
 * coupled rows (several attributes, dp_pairwise): :mod:`layers._coupled` (dual Newton + exact polish
   on the identified active set, certified by the reference's KKT tolerance; raises otherwise).
 
-Backward: the active set is read off the solution without autograd, then y is re-expressed on it as
-a differentiable function of (z, eps): ``y_F = z_F - (A_TF^T nu)_F``, ``nu`` the solution of the active
-rows' linear system, ``y_fixed = bounds``. Autograd therefore yields exactly the Jacobian of claim L3,
-the orthogonal projector onto {v : v_fixed = 0, A_T v = 0}, and ``gradgradcheck`` sees the (a.e. zero)
-second derivative. Without a gradient requirement the re-expression is skipped.
+Backward: the analytic vector-Jacobian product on the active set read off the solution (no unrolling):
+J = the orthogonal projector onto {v : v_fixed = 0, A_T v = 0} of claim L3, and dy/d eps from the
+active rows' linear system. Separable rows: :class:`layers._rows.RowProject` applies it directly (a
+backward written in torch ops, so double backward works). Coupled rows: y is re-expressed on the
+certified pattern as a differentiable function of (z, eps), ``y_F = z_F - (A_TF^T nu)_F`` with ``nu``
+from the active rows' (pseudo-inverse) system, ``y_fixed = bounds``, and autograd yields the same
+projector. Either way ``gradgradcheck`` sees the (a.e. zero) second derivative. Without a gradient
+requirement nothing of this is built.
 """
 
 from __future__ import annotations
@@ -27,37 +30,19 @@ import torch
 
 from layers import _coupled
 from layers._problem import Problem, build_problem, scalar_or_batch
-from layers._rows import clip, coefficients, per_row, row_root
+from layers._rows import RowProject, clip, coefficients, per_row, row_root
 
 
 def _needs_grad(*ts) -> bool:
     return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in ts)
 
 
-def _assemble_rows(z, A, a, rowid, nu, solve, target, bounds, need_grad, nu_const=None):
-    """y from row multipliers nu (P, m) of a separable problem; differentiable re-expression if asked.
-
-    ``solve`` (P, m): rows whose multiplier is re-solved on the final free set F from
-    ``a_F^T y_F = target - a_fixed^T y_fixed``; other rows use ``nu_const`` (default 0: inactive rows).
-    """
+def _rows_output(prob: Problem, par, A, a, rowid, nu, solve, dt, dnu, need_grad):
+    """y = clip(z - nu[row] a); with the analytic backward of :class:`layers._rows.RowProject` if asked."""
     if not need_grad:
         with torch.no_grad():
-            return clip(z - nu.gather(1, rowid) * a, bounds)
-    with torch.no_grad():
-        w = z.detach() - nu.gather(1, rowid) * a
-        if bounds is None:
-            free, yfix = torch.ones_like(w, dtype=torch.bool), w
-        else:
-            free = (w > bounds[0]) & (w < bounds[1])
-            yfix = torch.where(w >= bounds[1], torch.full_like(w, bounds[1]), torch.full_like(w, bounds[0]))
-        den = (A * A * free[:, None, :]).sum(-1)
-        ok = solve & (den > 0)
-        den = torch.where(ok, den, torch.ones_like(den))
-    zin = torch.where(free, z, yfix)
-    num = (A * zin[:, None, :]).sum(-1) - target
-    fallback = nu if nu_const is None else torch.where(solve, nu, nu_const)
-    nu_d = torch.where(ok, num / den, fallback)
-    return torch.where(free, z - nu_d.gather(1, rowid) * a, yfix)
+            return clip(prob.z - nu.gather(1, rowid) * a, prob.bounds)
+    return RowProject.apply(prob.z, par, A, a, rowid, nu, solve, dt, dnu, prob.bounds)
 
 
 def _separable(prob: Problem, need_grad: bool) -> torch.Tensor:
@@ -76,8 +61,7 @@ def _separable(prob: Problem, need_grad: bool) -> torch.Tensor:
         zr = z[:, None, :].expand(P, m, b).reshape(P * m, b)
         nu = row_root(zr, A.reshape(P * m, b), (center + side * eps).reshape(-1), prob.bounds).reshape(P, m)
         nu = torch.where(active, nu, torch.zeros_like(nu))
-    target = center + side * prob.eps[:, None]                         # carries d/d eps
-    return _assemble_rows(prob.z, A, a, rowid, nu, active, target, prob.bounds, need_grad)
+    return _rows_output(prob, prob.eps, A, a, rowid, nu, active, side, torch.zeros_like(nu), need_grad)
 
 
 def project(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: str = "raise",
@@ -140,9 +124,8 @@ def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None, 
         solve = on & ~pos & ~neg
         nu = torch.where(pos, half, torch.where(neg, -half, torch.where(
             solve, torch.minimum(torch.maximum(root, -half), half), torch.zeros_like(half))))
-    sign = torch.where(pos, 1.0, -1.0).to(z0.dtype)
-    nu_const = torch.where(pos | neg, sign * lam_t[:, None] / 2, torch.zeros_like(half))
-    y = _assemble_rows(prob.z, a[:, None, :], a, rowid, nu, solve, c, bounds, need_grad, nu_const=nu_const)
+        dnu = torch.where(pos, 0.5, torch.where(neg, -0.5, 0.0)).to(z0.dtype)   # nu = +-lam/2 when clipped
+    y = _rows_output(prob, lam_t, a[:, None, :], a, rowid, nu, solve, torch.zeros_like(nu), dnu, need_grad)
     return y.reshape(*prob.batch_shape, prob.b)
 
 

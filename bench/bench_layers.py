@@ -1,0 +1,216 @@
+"""Benchmarks of the fairness layers (on demand, never in tests): ``python -m bench.bench_layers``.
+
+Times forward+backward, side by side in one process, of
+* ours: ``layers.project`` (exact; CPU, and CUDA when --device cuda), float32 and float64;
+* the authors' layer: ``layers.CvxpyFairnessLayer`` built once, and ``layers.cvxpy_layer`` rebuilt per
+  call as their forward does (CPU only; sizes up to --cvx-max, default 16384);
+for dp with one attribute (the authors' main setting), box (0, 1), eps = 0.05, z ~ N(0.5, 0.3) with a
+group offset of 0.2 (so the row is active), one backward of a fixed random cotangent. Plus the batched
+case 4096 problems x b = 256 and, on CUDA, the forward of b = 1e8 in float32 against one device-to-device
+copy of z (the memory-bandwidth floor). Medians of --repeats runs after one warm-up
+(``torch.cuda.Event`` timing on CUDA). ``--accuracy`` also records the authors' layer at its default
+solver settings: max |y - y_exact| and max constraint violation for b in {256, 1024, 4096, 16384}.
+
+Targets: CPU b = 2000 >= 1000x faster than cvxpylayers built once; CUDA b = 1e8 float32 forward <= 10x
+a copy of z; CUDA 4096 x 256 forward+backward <= 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+
+import layers
+import reference
+from reference.constraints import build_constraints
+
+EPS, BOX = 0.05, (0.0, 1.0)
+SIZES = [256, 2000, 16384, 100_000, 1_000_000, 10_000_000, 100_000_000]
+
+
+def instance(b: int, seed: int = 0, batch: tuple = ()):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 2, batch + (b,))
+    z = rng.normal(0.5, 0.3, batch + (b,)) + 0.2 * g
+    v = rng.normal(0, 1, batch + (b,))
+    return z, g, v
+
+
+def timer(fn, device: torch.device, repeats: int) -> float:
+    """Median wall time of fn() in seconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def ours_fn(z, g, v, *, backward: bool):
+    def fn():
+        zz = z.detach().requires_grad_(backward)
+        y = layers.project(zz, g, metric="dp", eps=EPS, bounds=BOX)
+        if backward:
+            y.backward(v)
+    return fn
+
+
+def repeats_for(b: int, base: int) -> int:
+    return max(3, min(base, int(base * 2e5 / max(b, 1))))
+
+
+def bench_sizes(args, out: dict) -> None:
+    dev = torch.device(args.device)
+    rows = out.setdefault("sizes", [])
+    for b in args.sizes:
+        if b > 10_000_000 and dev.type != "cuda":
+            continue
+        z0, g0, v0 = instance(b)
+        row = {"b": b}
+        for dtype in (torch.float32, torch.float64):
+            name = {torch.float32: "f32", torch.float64: "f64"}[dtype]
+            if b >= 100_000_000 and dtype == torch.float64:
+                continue
+            z = torch.tensor(z0, dtype=dtype, device=dev)
+            g = torch.tensor(g0, device=dev)
+            v = torch.tensor(v0, dtype=dtype, device=dev)
+            r = repeats_for(b, args.repeats)
+            row[f"ours_{args.device}_{name}_fwdbwd_s"] = timer(ours_fn(z, g, v, backward=True), dev, r)
+            row[f"ours_{args.device}_{name}_fwd_s"] = timer(ours_fn(z, g, v, backward=False), dev, r)
+            if dev.type == "cuda" and dtype == torch.float32:
+                row["copy_f32_s"] = timer(lambda z=z: z.clone(), dev, r)
+                row["fwd_over_copy"] = row[f"ours_{args.device}_{name}_fwd_s"] / row["copy_f32_s"]
+            del z, g, v
+        if dev.type == "cuda" and b <= 10_000_000:                   # CPU column beside the CUDA one
+            z, g, v = (torch.tensor(x) for x in (z0, g0, v0))
+            row["ours_cpu_f64_fwdbwd_s"] = timer(ours_fn(z, g, v, backward=True), torch.device("cpu"),
+                                                 repeats_for(b, args.repeats))
+        if b <= args.cvx_max:
+            row.update(bench_cvx(z0, g0, v0, args.cvx_repeats))
+            cpu_key = f"ours_{args.device}_f32_fwdbwd_s"
+            row["speedup_vs_cvx_once"] = row["cvx_once_fwdbwd_s"] / row[cpu_key]
+            row["speedup_vs_cvx_rebuilt"] = row["cvx_rebuilt_fwdbwd_s"] / row[cpu_key]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+def bench_cvx(z0, g0, v0, repeats: int) -> dict:
+    """The authors' layer in float32 (their dtype), forward+backward, built once and rebuilt per call."""
+    z = torch.tensor(z0, dtype=torch.float32)
+    g = torch.tensor(g0)
+    v = torch.tensor(v0, dtype=torch.float32)
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        once = layers.CvxpyFairnessLayer(g, metric="dp", bounds=BOX)
+        build = time.perf_counter() - t0
+
+        def run_once():
+            zz = z.detach().requires_grad_(True)
+            once(zz, EPS).backward(v)
+
+        def run_rebuilt():
+            zz = z.detach().requires_grad_(True)
+            layers.cvxpy_layer(zz, g, metric="dp", eps=EPS, bounds=BOX).backward(v)
+
+        return {"cvx_build_s": build, "cvx_once_fwdbwd_s": timer(run_once, cpu, repeats),
+                "cvx_rebuilt_fwdbwd_s": timer(run_rebuilt, cpu, repeats)}
+
+
+def bench_batched(args, out: dict) -> None:
+    """4096 problems x b = 256 (per-problem groups), forward+backward in one call."""
+    dev = torch.device(args.device)
+    P, b = 4096, 256
+    z0, g0, v0 = instance(b, seed=1, batch=(P,))
+    row = {"P": P, "b": b}
+    for dtype, name in ((torch.float32, "f32"), (torch.float64, "f64")):
+        z = torch.tensor(z0, dtype=dtype, device=dev)
+        g = torch.tensor(g0, device=dev)
+        v = torch.tensor(v0, dtype=dtype, device=dev)
+        row[f"ours_{args.device}_{name}_fwdbwd_s"] = timer(ours_fn(z, g, v, backward=True), dev, args.repeats)
+        row[f"ours_{args.device}_{name}_fwd_s"] = timer(ours_fn(z, g, v, backward=False), dev, args.repeats)
+    if args.cvx_max >= b:                            # authors: one problem at a time, extrapolated to P
+        n = 8
+        per = [bench_cvx(z0[p], g0[p], v0[p], 3) for p in range(n)]
+        row["cvx_once_fwdbwd_per_problem_s"] = statistics.median(r["cvx_once_fwdbwd_s"] for r in per)
+        row["cvx_once_fwdbwd_extrapolated_s"] = row["cvx_once_fwdbwd_per_problem_s"] * P
+        row["cvx_rebuilt_fwdbwd_extrapolated_s"] = statistics.median(r["cvx_rebuilt_fwdbwd_s"] for r in per) * P
+        row["cvx_extrapolated_from"] = n
+    out["batched"] = row
+    print(json.dumps(row), flush=True)
+
+
+def bench_accuracy(out: dict, sizes=(256, 1024, 4096, 16384)) -> None:
+    """The authors' layer at its default settings (float32, as they call it) vs the exact projection."""
+    rows = out.setdefault("accuracy", [])
+    for b in sizes:
+        z0, g0, _ = instance(b, seed=2)
+        y_exact = reference.project(z0, g0, metric="dp", eps=EPS, bounds=BOX)
+        C = build_constraints(g0, "dp", eps=EPS, b=b, bounds=BOX)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            y = layers.cvxpy_layer(torch.tensor(z0, dtype=torch.float32), torch.tensor(g0), metric="dp",
+                                   eps=EPS, bounds=BOX).double().numpy()
+        inaccurate = any("Inaccurate" in str(x.message) for x in w)
+        row = {"b": b, "max_abs_dy": float(np.abs(y - y_exact).max()), "max_violation": C.violation(y),
+               "gap_minus_eps": float(np.abs(C.gaps(y)).max() - EPS), "scs_inaccurate_warning": inaccurate}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--sizes", type=float, nargs="*", default=None)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--cvx-repeats", type=int, default=5)
+    p.add_argument("--cvx-max", type=int, default=16384, help="largest b for the cvxpylayers baselines")
+    p.add_argument("--no-batched", action="store_true")
+    p.add_argument("--accuracy", action="store_true", help="authors' layer accuracy at default settings")
+    p.add_argument("--json", default=None, help="write all results to this file")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but CUDA is not available")
+    args.sizes = [int(s) for s in (args.sizes if args.sizes is not None else SIZES)]
+    if args.device == "cuda":
+        args.cvx_max = min(args.cvx_max, 16384)
+    out = {"device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+           "loadavg_start": os.getloadavg(), "eps": EPS, "bounds": BOX, "metric": "dp (one attribute)"}
+    print(json.dumps(out), flush=True)
+    if args.accuracy:
+        bench_accuracy(out)
+    bench_sizes(args, out)
+    if not args.no_batched:
+        bench_batched(args, out)
+    out["loadavg_end"] = os.getloadavg()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
