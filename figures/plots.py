@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from verify.registry import CheckResult, Context
 
@@ -213,6 +213,7 @@ def draw_l5_lipschitz(results: list[CheckResult]) -> MplFigure:
         axes[1].set_ylabel("pairs")
     for ax in axes:
         ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
     return finish(fig, "L5: Lipschitz ratios of the layer (Monte-Carlo pairs)", [r for r, _ in found])
 
 
