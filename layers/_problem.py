@@ -31,7 +31,8 @@ class Problem:
 
     z: (P, b); cell: (P, b) int64 (an expanded view when groups are shared); W: (P|1, m, C);
     center: (P|1, m); valid: (P|1, m) bool; eps: (P,) (may carry autograd); bounds: (lb, ub) or None;
-    rowof: (C,) row of each cell when the rows have disjoint supports (separable), else None.
+    rowof: (C,) row of each cell when the rows have disjoint supports (separable), else None;
+    metric_rows: the metric whose rows were built (dp_pairwise with one attribute is dp).
     """
 
     z: torch.Tensor
@@ -43,6 +44,7 @@ class Problem:
     eps: torch.Tensor
     bounds: tuple | None
     rowof: torch.Tensor | None
+    metric_rows: str = ""
 
     @property
     def P(self) -> int:
@@ -229,7 +231,7 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
                   W, center, bounds)
     return Problem(z=zf, batch_shape=batch_shape, cell=cell.expand(P, b) if cell.shape[0] == 1 else cell,
                    W=W, center=center, valid=valid, eps=eps_t, bounds=bounds,
-                   rowof=rowof if separable else None)
+                   rowof=rowof if separable else None, metric_rows=metric_rows)
 
 
 @functools.lru_cache(maxsize=64)

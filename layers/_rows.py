@@ -18,48 +18,49 @@ def clip(w: torch.Tensor, bounds) -> torch.Tensor:
 
 
 @torch.no_grad()
-def row_root(z: torch.Tensor, a: torch.Tensor, target: torch.Tensor, bounds) -> torch.Tensor:
+def row_root(z: torch.Tensor, a: torch.Tensor, target: torch.Tensor, bounds, dense: bool = False):
     """nu (N,) with ``a^T clip(z - nu a, lb, ub) = target``; z, a: (N, b), target: (N,).
 
     ``target`` must lie in the range of phi (the caller checked feasibility). Coordinates with
-    ``a_i = 0`` are ignored; a row without support returns +inf (the caller masks it).
-    Without a box: ``nu = (a^T z - target) / ||a||^2``.
+    ``a_i = 0`` are ignored (``dense=True`` promises there are none); a row without support returns
+    +inf (the caller masks it). Without a box: ``nu = (a^T z - target) / ||a||^2``.
     """
     if bounds is None:
         return ((a * z).sum(-1) - target) / (a * a).sum(-1)
     lb, ub = bounds
-    nz = a != 0
-    sa = torch.where(nz, a, torch.ones_like(a))
-    t_ub, t_lb = (z - ub) / sa, (z - lb) / sa
-    inf = torch.full_like(z, float("inf"))
-    nu_in = torch.where(nz, torch.minimum(t_ub, t_lb), inf)    # coordinate i free on (nu_in, nu_out)
-    nu_out = torch.where(nz, torch.maximum(t_ub, t_lb), inf)
     pos = a > 0
     ubt, lbt = torch.full_like(z, ub), torch.full_like(z, lb)
     hi_val = torch.where(pos, ubt, lbt)                         # y_i for nu -> -inf
     lo_val = torch.where(pos, lbt, ubt)                         # y_i for nu -> +inf
+    if dense:
+        nu_in, nu_out = (z - hi_val) / a, (z - lo_val) / a      # coordinate i free on (nu_in, nu_out)
+    else:
+        nz = a != 0
+        sa = torch.where(nz, a, torch.ones_like(a))
+        inf = torch.full_like(z, float("inf"))
+        nu_in = torch.where(nz, (z - hi_val) / sa, inf)
+        nu_out = torch.where(nz, (z - lo_val) / sa, inf)
     ev, order = torch.sort(torch.cat([nu_in, nu_out], -1), dim=-1, stable=True)
-    d_alpha = torch.cat([a * z - a * hi_val, a * lo_val - a * z], -1).gather(-1, order)
-    d_beta = torch.cat([-a * a, a * a], -1).gather(-1, order)
-    alpha = (a * hi_val).sum(-1, keepdim=True) + d_alpha.cumsum(-1)
-    phi = alpha + d_beta.cumsum(-1) * ev                        # phi at each breakpoint (continuous)
-    phi = torch.where(torch.isfinite(ev), phi, torch.full_like(phi, -float("inf")))
+    az, a2, a_hi = a * z, a * a, a * hi_val
+    # changes of phi's intercept alpha and slope beta: entering the free set at nu_in, leaving at nu_out
+    alpha = torch.cat([az - a_hi, a * lo_val - az], -1).gather(-1, order).cumsum(-1)
+    beta = torch.cat([-a2, a2], -1).gather(-1, order).cumsum(-1)
+    phi = a_hi.sum(-1, keepdim=True) + alpha + beta * ev       # phi at each breakpoint (continuous)
+    if not dense:
+        phi = torch.where(torch.isfinite(ev), phi, torch.full_like(phi, -float("inf")))
     k = torch.searchsorted(-phi, -target[:, None], side="left").squeeze(-1)  # first with phi <= target
-    n_ev = 2 * nz.sum(-1)
-    two_b = ev.shape[-1]
-    kc = k.clamp(1, two_b - 1)
+    n_ev = ev.shape[-1] if dense else 2 * nz.sum(-1)
+    kc = k.clamp(1, ev.shape[-1] - 1)
     left = ev.gather(-1, (kc - 1)[:, None]).squeeze(-1)
     right = ev.gather(-1, kc[:, None]).squeeze(-1)
     mid = (0.5 * (left + right))[:, None]
     free = (nu_in < mid) & (nu_out > mid)                       # the segment's free set
-    fixed_val = torch.where(nu_in >= mid, hi_val, lo_val)
-    num = torch.where(free, a * z, a * fixed_val).sum(-1) - target
-    den = torch.where(free, a * a, torch.zeros_like(a)).sum(-1)
+    num = torch.where(free, az, a * torch.where(nu_in >= mid, hi_val, lo_val)).sum(-1) - target
+    den = torch.where(free, a2, torch.zeros_like(a2)).sum(-1)
     nu = num / torch.where(den > 0, den, torch.ones_like(den))
     nu = torch.where(den > 0, torch.minimum(torch.maximum(nu, left), right), left)
-    first = ev[:, 0]
-    last = ev.gather(-1, (n_ev - 1).clamp_min(0)[:, None]).squeeze(-1)
-    nu = torch.where(k == 0, first, nu)                         # target = max phi: any nu <= first
+    nu = torch.where(k == 0, ev[:, 0], nu)                      # target = max phi: any nu <= first
+    last = ev[:, -1] if dense else ev.gather(-1, (n_ev - 1).clamp_min(0)[:, None]).squeeze(-1)
     return torch.where(k >= n_ev, last, nu)                     # target = min phi: any nu >= last
 
 

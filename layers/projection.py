@@ -59,7 +59,9 @@ def _separable(prob: Problem, need_grad: bool) -> torch.Tensor:
         active = (up | down) & prob.valid.expand(P, m)
         side = torch.where(up, 1.0, -1.0).to(z.dtype)
         zr = z[:, None, :].expand(P, m, b).reshape(P * m, b)
-        nu = row_root(zr, A.reshape(P * m, b), (center + side * eps).reshape(-1), prob.bounds).reshape(P, m)
+        dense = prob.metric_rows == "dp"                               # one row through every coordinate
+        nu = row_root(zr, A.reshape(P * m, b), (center + side * eps).reshape(-1), prob.bounds,
+                      dense=dense).reshape(P, m)
         nu = torch.where(active, nu, torch.zeros_like(nu))
     return _rows_output(prob, prob.eps, A, a, rowid, nu, active, side, torch.zeros_like(nu), need_grad)
 
@@ -118,7 +120,7 @@ def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None, 
         half = (lam_t.detach() / 2)[:, None]
         gap_plus = (a * clip(z0 - half * a, bounds)).sum(-1, keepdim=True) - c
         gap_minus = (a * clip(z0 + half * a, bounds)).sum(-1, keepdim=True) - c
-        root = row_root(z0, a, c[:, 0], bounds)[:, None]
+        root = row_root(z0, a, c[:, 0], bounds, dense=True)[:, None]
         on = prob.valid.expand(prob.P, 1) & (half > 0)
         pos, neg = on & (gap_plus > 0), on & ~(gap_plus > 0) & (gap_minus < 0)
         solve = on & ~pos & ~neg
