@@ -180,3 +180,16 @@ def test_pair_ratios_of_a_projection_and_a_reflection():
     assert np.allclose(r, 1) and firm.min() > 1
     with pytest.raises(ValueError, match="identical"):
         harness.pair_ratios(lambda x: x, Z1, Z1)
+
+
+@pytest.mark.cvxpy
+def test_paper_target_reports_slack_per_b():
+    """Target paper (the authors' cvxpylayers layer at default SCS settings): L1 runs every case and
+    reports a finite slack per b against the solver tolerance; which verdicts come out is the finding."""
+    pytest.importorskip("cvxpylayers")
+    results = REGISTRY["L1"].run(Context(target="paper"))
+    per_b = {r.id: r for r in results if r.id.startswith("L1-dp-box-b")}
+    assert set(per_b) == {f"L1-dp-box-b{b}" for b in cl.L1_SIZES_QUICK}
+    for r in results:
+        assert r.verdict in (Verdict.PASS, Verdict.FAIL) and np.isfinite(r.figure), r
+        assert "cvxpy_layer at its default solver settings" in r.detail, r.detail
