@@ -153,7 +153,8 @@ def bench_batched(args, out: dict) -> None:
         per = [bench_cvx(z0[p], g0[p], v0[p], 3) for p in range(n)]
         row["cvx_once_fwdbwd_per_problem_s"] = statistics.median(r["cvx_once_fwdbwd_s"] for r in per)
         row["cvx_once_fwdbwd_extrapolated_s"] = row["cvx_once_fwdbwd_per_problem_s"] * P
-        row["cvx_rebuilt_fwdbwd_extrapolated_s"] = statistics.median(r["cvx_rebuilt_fwdbwd_s"] for r in per) * P
+        rebuilt = statistics.median(r["cvx_rebuilt_fwdbwd_s"] for r in per)
+        row["cvx_rebuilt_fwdbwd_extrapolated_s"] = rebuilt * P
         row["cvx_extrapolated_from"] = n
     out["batched"] = row
     print(json.dumps(row), flush=True)

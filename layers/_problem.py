@@ -106,6 +106,8 @@ def _aux_tensor(x, name: str, z: torch.Tensor, *, floating: bool) -> torch.Tenso
 
 def scalar_or_batch(x, name: str, z: torch.Tensor, batch_shape: tuple, P: int) -> torch.Tensor:
     """eps / lam: a number or a tensor of shape () or ``batch_shape`` -> (P,) in z's dtype; finite, >= 0."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):   # a fill kernel, no host->device copy
+        return torch.full((P,), float(x), dtype=z.dtype, device=z.device)
     t = _aux_tensor(x, name, z, floating=True)
     if t.shape not in ((), tuple(batch_shape)):
         raise ValueError(f"shape mismatch: {name} must be a scalar or have shape {tuple(batch_shape)}, "

@@ -108,7 +108,6 @@ class RowProject(torch.autograd.Function):
             den = torch.where(ok, den, torch.ones_like(den))
             dnu_dpar = torch.where(ok, -dt / den, dnu)
         ctx.save_for_backward(A, a, rowid, free, den, ok, dnu_dpar)
-        ctx.mark_non_differentiable(free)
         return clip(w, bounds)
 
     @staticmethod

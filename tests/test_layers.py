@@ -376,6 +376,11 @@ def test_bad_lam_raises():
                               bounds=(0, 1))
 
 
+def test_mismatched_device_raises():
+    with pytest.raises(ValueError, match="device mismatch"):
+        _call(groups=torch.tensor([0, 1, 0, 1], device="meta"))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_cuda_requested_without_cuda_raises():
     with pytest.raises(ValueError, match="CUDA"):
