@@ -513,7 +513,7 @@ def _fd_bound(b: int, scale: float, h: float, kappa: float = 1.0) -> float:
     return (2 * forward_error(b, scale, kappa=kappa) + 2 * U64 * scale) / (2 * h)
 
 
-FD_STEPS = np.geomspace(1e-13, 1e-1, 13)     # the V-curve of the directional FD
+FD_STEPS = np.geomspace(1e-13, 1e1, 15)      # the V-curve of the directional FD (h = 10 crosses kinks)
 JAC_STEPS = (1e-8, 1e-6, 1e-4)                # the full FD Jacobian (b columns each)
 
 
