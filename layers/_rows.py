@@ -22,8 +22,9 @@ def row_root(z: torch.Tensor, a: torch.Tensor, target: torch.Tensor, bounds, den
     """nu (N,) with ``a^T clip(z - nu a, lb, ub) = target``; z, a: (N, b), target: (N,).
 
     ``target`` must lie in the range of phi (the caller checked feasibility). Coordinates with
-    ``a_i = 0`` are ignored (``dense=True`` promises there are none); a row without support returns
-    +inf (the caller masks it). Without a box: ``nu = (a^T z - target) / ||a||^2``.
+    ``a_i = 0`` are ignored (``dense=True`` promises there are none); for a row without support the
+    result is meaningless (+inf, or NaN when dense) and the caller masks it.
+    Without a box: ``nu = (a^T z - target) / ||a||^2``.
     """
     if bounds is None:
         return ((a * z).sum(-1) - target) / (a * a).sum(-1)

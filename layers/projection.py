@@ -11,8 +11,9 @@ leading index is an independent problem.
 Forward (exact, no iteration tolerance):
 * rows with disjoint supports (dp, mr, eo with one attribute): the breakpoint search of
   :mod:`layers._rows`, batched, without host syncs; no box: the closed form nu = (a^T z - t) / ||a||^2.
-* coupled rows (several attributes, dp_pairwise): :mod:`layers._coupled` (dual Newton + exact polish
-  on the identified active set, certified by the reference's KKT tolerance; raises otherwise).
+* coupled rows (several attributes, dp_pairwise): :mod:`layers._coupled` (augmented Lagrangian with
+  semismooth Newton, then an exact polish on the identified active set, certified by the reference's
+  KKT tolerance; raises ConvergenceError otherwise). One host sync per iteration.
 
 Backward: the analytic vector-Jacobian product on the active set read off the solution (no unrolling):
 J = the orthogonal projector onto {v : v_fixed = 0, A_T v = 0} of claim L3, and dy/d eps from the
@@ -74,9 +75,10 @@ def project(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: st
     (b,) or (b, k) (shared by all problems) or z.shape / z.shape + (k,) (one per problem);
     metric: "dp" | "dp_pairwise" | "mr" | "eo"; eps: number or tensor of shape () or z.shape[:-1]
     (differentiable); bounds: (lb, ub) or None; targets: (b,) or z.shape, needed by mr and eo;
-    empty: "raise" | "drop" (rows of empty groups); device: move inputs there ("cuda" without CUDA
-    raises ValueError); check=False skips the value checks that sync with the device (NaN, binary
-    groups, empty groups, eps >= 0, MR feasibility). Returns y of z's shape, dtype and device.
+    empty: "raise" | "drop" (rows of empty groups); device: put z there (numpy inputs follow z;
+    tensors on another device raise; "cuda" without CUDA raises ValueError); check=False skips the
+    value checks that sync with the device (NaN, binary groups, empty groups, eps >= 0, MR
+    feasibility). Returns y of z's shape, dtype and device.
     """
     prob = build_problem(z, groups, metric=metric, eps=eps, bounds=bounds, targets=targets, empty=empty,
                          device=device, check=check)
