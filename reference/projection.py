@@ -184,28 +184,34 @@ def _separable_nu(z: np.ndarray, C: Constraints) -> np.ndarray:
 
 # --------------------------------------------------------------------------------- coupled: dual Newton
 
-def _polish(z: np.ndarray, C: Constraints, y_approx: np.ndarray, delta: float):
-    """Exact solution for the active pattern read off ``y_approx`` with threshold ``delta``.
+def _pattern_from(y: np.ndarray, C: Constraints, delta: float):
+    """Active pattern read off an approximate y: rows within delta of a side, coordinates of a bound."""
+    r = C.gaps(y)
+    if C.eps == 0:
+        upper, lower = np.abs(r) <= delta, np.zeros(C.m, dtype=bool)
+    else:
+        upper, lower = r >= C.eps - delta, r <= -C.eps + delta
+    if C.bounds is None:
+        return upper, lower, np.zeros(y.size, dtype=bool), np.zeros(y.size, dtype=bool)
+    lb, ub = C.bounds
+    return upper, lower, y >= ub - delta, y <= lb + delta
 
-    Pattern: rows within delta of their upper / lower side, coordinates within delta of ub / lb.
-    Given it, the projection is the projection onto an affine set, ``y_F = z_F - A_TF^T nu`` with
+
+def _solve_pattern(z: np.ndarray, C: Constraints, pattern):
+    """Exact solution for a given active pattern (upper rows, lower rows, coordinates at ub / lb).
+
+    Given the pattern the projection is onto an affine set: ``y_F = z_F - A_TF^T nu`` with
     ``(A_TF A_TF^T) nu = A_TF z_F - rhs`` solved by least squares (consistent, possibly rank-deficient:
-    y is unique even when nu is not). Sign-correct multipliers come from bounded least squares
-    (``nu >= 0`` on upper-active rows, ``<= 0`` on lower-active rows). Returns (nu, y) or None.
+    y is unique even when nu is not); sign-correct multipliers then come from bounded least squares.
+    Returns (nu, y) with nu half-scaled.
     """
+    upper, lower, at_ub, at_lb = pattern
     A, c, eps = C.A, C.center, C.eps
-    r = A @ y_approx - c
-    upper, lower = r >= eps - delta, r <= -eps + delta
-    if eps == 0:
-        upper, lower = np.abs(r) <= delta, np.zeros_like(upper)
     T = upper | lower
-    y = y_approx.copy()
-    free = np.ones(z.size, dtype=bool)
+    y = z.copy()
+    free = ~(at_ub | at_lb)
     if C.bounds is not None:
-        lb, ub = C.bounds
-        at_ub, at_lb = y_approx >= ub - delta, y_approx <= lb + delta
-        y = np.where(at_ub, ub, np.where(at_lb, lb, y))
-        free = ~(at_ub | at_lb)
+        y = np.where(at_ub, C.bounds[1], np.where(at_lb, C.bounds[0], y))
     nu = np.zeros(C.m)
     if T.any():
         AT = A[T]
@@ -215,9 +221,30 @@ def _polish(z: np.ndarray, C: Constraints, y_approx: np.ndarray, delta: float):
         nu_T = np.linalg.lstsq(ATF @ ATF.T, ATF @ z[free] - rhs, rcond=None)[0]
         y[free] = z[free] - ATF.T @ nu_T
         nu[T] = _signed_multipliers(AT, z - y, free, y, C, upper[T], lower[T])
-    else:
-        y[free] = z[free]
     return nu, y
+
+
+def _refine_pattern(z: np.ndarray, C: Constraints, pattern, nu: np.ndarray, y: np.ndarray):
+    """One primal-dual active-set correction of a pattern whose solution is not KKT-certified:
+    free clamped coordinates whose box multiplier has the wrong sign, clamp free coordinates outside the
+    box, activate violated rows, release active rows whose multiplier is zero."""
+    upper, lower, at_ub, at_lb = (p.copy() for p in pattern)
+    r = C.gaps(y)
+    upper |= r > C.eps
+    lower |= r < -C.eps
+    upper &= ~((nu == 0) & (r < C.eps))
+    lower &= ~((nu == 0) & (r > -C.eps))
+    if C.bounds is not None:
+        lb, ub = C.bounds
+        rho = z - y - C.A.T @ nu                        # half-scaled box multipliers
+        # a violated row cannot be met with these coordinates clamped: free those that can move its way
+        too_high = (r > C.eps)[:, None] & (((C.A > 0) & at_ub) | ((C.A < 0) & at_lb))
+        too_low = (r < -C.eps)[:, None] & (((C.A > 0) & at_lb) | ((C.A < 0) & at_ub))
+        stuck = ~((C.A != 0) & ~(at_ub | at_lb)).any(axis=1)   # rows with no free coordinate left
+        release = ((too_high | too_low) & stuck[:, None]).any(axis=0)
+        at_ub = (at_ub & ~(rho < 0) & ~release) | (y > ub)
+        at_lb = (at_lb & ~(rho > 0) & ~release) | (y < lb)
+    return upper, lower, at_ub, at_lb
 
 
 def _signed_multipliers(AT, resid, free, y, C: Constraints, upper, lower) -> np.ndarray:
@@ -278,7 +305,8 @@ def _newton_nu(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, int]:
     ``w = z - A^T nu``, split as ``nu = p - q`` with ``p, q >= 0`` so that it is C^1 and bound-constrained
     (L-BFGS-B). The rows of coupled metrics are often linearly dependent (mr over several attributes,
     pairwise cells), so nu need not be unique; the primal y is. From the approximate y we read the
-    active pattern at a sequence of thresholds and solve that pattern exactly (:func:`_polish`); the
+    active pattern at a sequence of thresholds, solve it exactly (:func:`_solve_pattern`) and correct it
+    (:func:`_refine_pattern`) until certified; the
     first candidate whose relative KKT residual is <= 1e-12 is returned. Anything else raises.
     Returns the half-scaled multipliers nu and the number of L-BFGS-B iterations.
     """
@@ -295,6 +323,40 @@ def _newton_nu(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, int]:
         g_nu = c - A @ y
         return phi, np.concatenate([g_nu + eps, -g_nu + eps])
 
+    L = float(np.linalg.norm(A @ A.T, 2)) * 2.0         # Lipschitz constant of grad in (p, q)
+
+    def fista(x, n_iter):
+        """Accelerated projected gradient with adaptive restart: slow but never stalls."""
+        xk, yk, tk, fk = x.copy(), x.copy(), 1.0, fun(x)[0]
+        for _ in range(n_iter):
+            f_y, g_y = fun(yk)
+            x_new = np.maximum(yk - g_y / L, 0.0)
+            f_new = fun(x_new)[0]
+            if f_new > fk:                               # restart the momentum
+                yk, tk = xk.copy(), 1.0
+                continue
+            t_new = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
+            yk = x_new + (tk - 1) / t_new * (x_new - xk)
+            xk, tk, fk = x_new, t_new, f_new
+        return xk
+
+    def certify(x):
+        nonlocal best
+        y_approx = _clip(z - A.T @ (x[:m] - x[m:]), C.bounds)
+        for rel in (1e-4, 1e-6, 1e-8, 1e-10, 1e-12):
+            pattern = _pattern_from(y_approx, C, rel * scale)
+            for _correction in range(20):
+                nu, y = _solve_pattern(z, C, pattern)
+                res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
+                if res <= tol:
+                    return nu
+                best = res if best is None else min(best, res)
+                refined = _refine_pattern(z, C, pattern, nu, y)
+                if all(np.array_equal(p, q) for p, q in zip(refined, pattern, strict=True)):
+                    break
+                pattern = refined
+        return None
+
     x = np.zeros(2 * m)
     iters = 0
     best = None
@@ -303,14 +365,12 @@ def _newton_nu(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, int]:
         opt = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=[(0, None)] * (2 * m),
                        options={"maxiter": maxiter, "maxcor": 30, "ftol": 0.0, "gtol": 1e-15})
         x, iters = opt.x, iters + opt.nit
-        y_approx = _clip(z - A.T @ (x[:m] - x[m:]), C.bounds)
-        for rel in (1e-4, 1e-6, 1e-8, 1e-10, 1e-12):
-            nu, y = _polish(z, C, y_approx, rel * scale)
-            res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
-            if res <= tol:
-                return nu, iters
-            if best is None or res < best:
-                best = res
+        if not opt.success and opt.nit < maxiter:        # line-search breakdown: safeguarded steps
+            x = fista(x, min(20 * maxiter, 2000))
+            iters += min(20 * maxiter, 2000)
+        nu = certify(x)
+        if nu is not None:
+            return nu, iters
     raise ConvergenceError(f"coupled solver: no active pattern certified to relative KKT residual "
                            f"{tol:g} (best {best:.3g}, m={m}, b={z.size})")
 
