@@ -566,8 +566,7 @@ def check_l3(ctx: Context) -> list[CheckResult]:
             detail=f"central FD of J u vs autograd at h*={sweep.h_best:.1e} (V-curve minimum)",
             evidence={**ev, "h_best": sweep.h_best, "series": {"fd_error_vs_h": {
                 **sweep.series(), "vline": sweep.h_best,
-                "y": {"max |FD - J u|": sweep.errors.tolist(),
-                      "round-off bound": [_fd_bound(b, s, h, kappa) for h in sweep.hs]}}}}))
+                "extra": {"round-off bound": [_fd_bound(b, s, h, kappa) for h in sweep.hs]}}}}))
         errs = [float(np.max(np.abs(fd_jacobian(g, inst.z, hj, batched=True) - J))) for hj in JAC_STEPS]
         k = int(np.argmin(errs))
         out.append(CheckResult.compare(

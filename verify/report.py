@@ -17,7 +17,8 @@ r"""The report of a run: ``report.json`` (a stable interface), ``report.md`` and
 One record per case (``CheckResult``); a claim's summary verdict is FAIL if any case FAILs, PASS if
 all PASS, INCONCLUSIVE otherwise. ``evidence["series"]`` (optional) maps a name to
 ``{"x": [...], "y": [...], "xlabel", "ylabel", "scale": "linear" | "loglog" | "semilogy" | "semilogx"}``
-(``"y"`` may also be a dict label -> list for several curves); each series becomes one PNG figure.
+(``"y"`` may also be a dict label -> list for several curves; optional ``"extra"``: dict label -> list of
+reference curves on the same x, ``"hline"`` / ``"vline"``: a reference level); each series becomes one PNG.
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def plot_series(result: CheckResult, out: Path) -> list[str]:
     paths = []
     for name, s in series.items():
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        ys = s["y"] if isinstance(s["y"], dict) else {name: s["y"]}
+        ys = dict(s["y"]) if isinstance(s["y"], dict) else {s.get("ylabel", name): s["y"]}
+        ys.update(s.get("extra", {}))
         for label, y in ys.items():
             x = s.get("x", list(range(len(y))))
             ax.plot(x, y, marker=".", label=str(label))
