@@ -118,6 +118,7 @@ class Claim:
     tolerance: str
     faults: tuple[str, ...] = ()
     targets: tuple[str, ...] = ("ours",)
+    slow: bool = False   # quick check too long for CI's generic claim/fault tests (run under -m slow)
     check: Callable[[Context], list[CheckResult]] | None = None
 
     def __post_init__(self) -> None:
