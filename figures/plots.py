@@ -26,12 +26,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from verify.harness import U64
 from verify.registry import CheckResult, Context
 
 DPI = 110
 SIZE = (6.0, 4.0)
 WIDE = (9.0, 3.8)
-U64 = float(np.finfo(np.float64).eps) / 2        # unit round-off of float64, for the FD round-off guide
 
 
 class MissingData(LookupError):
@@ -199,6 +199,8 @@ def draw_l4_eigenvalues(results: list[CheckResult]) -> MplFigure:
 def draw_l5_lipschitz(results: list[CheckResult]) -> MplFigure:
     """Histograms of ||g(z)-g(z')||/||z-z'|| (bound 1) and of the firm residual (bound 0), all cases."""
     found = series_of(results, "lipschitz_ratios")
+    if any("ratio" not in curves(s) for _, s in found):
+        raise MissingData("lipschitz_ratios without a 'ratio' curve")
     ratio = np.concatenate([curves(s)["ratio"] for _, s in found])
     firm = np.concatenate([curves(s)["firm residual"] for _, s in found if "firm residual" in curves(s)])
     fig, axes = new_figure(2 if firm.size else 1)
