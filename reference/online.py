@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from reference.constraints import build_constraints, check_bounds, check_eps
-from reference.projection import KKT_TOL, ConvergenceError, solve, solve_penalized
+from reference.projection import KKT_TOL, ConvergenceError, illinois_root, solve, solve_penalized
 
 SCHEDULES = ("package", "experiment")
 GAPS = ("max", "sum")
@@ -304,34 +304,18 @@ def aggregate_optimum(stream, *, eps: float, metric: str = "dp", bounds=None,
     if h0 <= 0:
         return done(0.0, r0)
     hi = 1.0
-    hhi, rhi = evaluate(hi)
+    hhi, _ = evaluate(hi)
     while hhi > 0:
         hi *= 4.0
         if hi > 1e300:
             raise ConvergenceError("aggregate optimum: no multiplier makes the weighted gap <= eps")
-        hhi, rhi = evaluate(hi)
-    lo, hlo = 0.0, h0
-    side = 0
+        hhi, _ = evaluate(hi)
     tol = KKT_TOL * (1.0 + eps) * N
-    for _ in range(max_iter):
-        lam = hi - hhi * (hi - lo) / (hhi - hlo)
-        lam = min(max(lam, lo), hi)
-        h, res = evaluate(lam)
-        if abs(h) <= tol or hi - lo <= 4 * np.finfo(float).eps * hi:
-            if h > tol:                      # bracket collapsed on the infeasible side: use the feasible end
-                return done(hi, evaluate(hi)[1])
-            return done(lam, res)
-        if h > 0:
-            lo, hlo = lam, h
-            if side == 1:
-                hhi *= 0.5
-            side = 1
-        else:
-            hi, hhi = lam, h
-            if side == -1:
-                hlo *= 0.5
-            side = -1
-    raise ConvergenceError("aggregate optimum: regula falsi on the multiplier did not converge")
+    lam, h, res, hi = illinois_root(evaluate, 0.0, h0, hi, hhi, f_tol=tol, x_tol_rel=4 * np.finfo(float).eps,
+                                    max_iter=max_iter, what="aggregate optimum (multiplier)")
+    if h > tol:                      # bracket collapsed on the infeasible side: use the feasible end
+        return done(hi, evaluate(hi)[1])
+    return done(lam, res)
 
 
 def hard_per_batch(stream, *, eps: float, metric: str = "dp", bounds=None) -> Comparator:

@@ -422,6 +422,35 @@ class PenalizedResult:
     constraints: Constraints
 
 
+def illinois_root(f, lo: float, f_lo: float, hi: float, f_hi: float, *, f_tol: float, x_tol_abs: float = 0.0,
+                  x_tol_rel: float = 0.0, max_iter: int = 200, what: str = "root"):
+    """Root of a nonincreasing piecewise-linear ``f`` bracketed by ``f(lo) > 0 >= f(hi)``.
+
+    Illinois-modified regula falsi: exact (to round-off) once two iterates share a linear piece; the
+    modification halves the stale end's value to avoid one-sided stagnation. ``f(x)`` returns
+    ``(value, payload)``. Stops when ``|f| <= f_tol`` or the bracket is below
+    ``x_tol_abs + x_tol_rel * hi``; returns ``(x, value, payload, hi)`` (``hi``: the feasible end).
+    Raises ConvergenceError after ``max_iter`` evaluations.
+    """
+    side = 0
+    for _ in range(max_iter):
+        x = min(max(hi - f_hi * (hi - lo) / (f_hi - f_lo), lo), hi)
+        h, payload = f(x)
+        if abs(h) <= f_tol or hi - lo <= x_tol_abs + x_tol_rel * hi:
+            return x, h, payload, hi
+        if h > 0:
+            lo, f_lo = x, h
+            if side == 1:
+                f_hi *= 0.5
+            side = 1
+        else:
+            hi, f_hi = x, h
+            if side == -1:
+                f_lo *= 0.5
+            side = -1
+    raise ConvergenceError(f"{what}: regula falsi did not converge in {max_iter} evaluations")
+
+
 def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
                     empty: str = "drop") -> PenalizedResult:
     r"""Exact step 1 of Algorithm 1: ``argmin_{lb <= y <= ub} ||y - z||^2 + lam * G(y)``,
@@ -467,26 +496,11 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
     if h0 <= 0:
         return PenalizedResult(y=r0.y, gap=float(np.max(np.abs(C.gaps(r0.y)))), mu=r0.mu, constraints=C)
     t_hi = float(np.max(np.abs(C.gaps(_clip(z, bounds)))))
-    lo, hlo, hi, hhi = 0.0, h0, t_hi, -lam   # sum|mu(t_hi)| = 0
-    side = 0
-    for _ in range(200):
-        t = hi - hhi * (hi - lo) / (hhi - hlo)
-        t = min(max(t, lo), hi)
-        h, res = excess(t)
-        if abs(h) <= KKT_TOL * max(lam, 1.0) or hi - lo <= 1e-15 * max(t_hi, 1.0):
-            return PenalizedResult(y=res.y, gap=float(np.max(np.abs(C.gaps(res.y)))),
-                                   mu=res.mu * (lam / max(np.abs(res.mu).sum(), 1e-300)), constraints=C)
-        if h > 0:
-            lo, hlo = t, h
-            if side == 1:
-                hhi *= 0.5                       # Illinois modification: avoid one-sided stagnation
-            side = 1
-        else:
-            hi, hhi = t, h
-            if side == -1:
-                hlo *= 0.5
-            side = -1
-    raise ConvergenceError("penalized step: secant on the max-gap level did not converge")
+    # sum |mu(t_hi)| = 0, so excess(t_hi) = -lam
+    _, _, res, _ = illinois_root(excess, 0.0, h0, t_hi, -lam, f_tol=KKT_TOL * max(lam, 1.0),
+                                 x_tol_abs=1e-15 * max(t_hi, 1.0), what="penalized step (max-gap level)")
+    return PenalizedResult(y=res.y, gap=float(np.max(np.abs(C.gaps(res.y)))),
+                           mu=res.mu * (lam / max(np.abs(res.mu).sum(), 1e-300)), constraints=C)
 
 
 def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
