@@ -14,8 +14,9 @@ steps of equal batch size, stacked as (K S) problems:
   call (no per-step loop);
 * one-row chunks (dp with one attribute, the workload of the paper and the benchmark): the rows a_t, c_t
   and the lambda-independent root r_t of a_t^T clip(z_t - nu a_t) = c_t are computed for the whole chunk
-  at once (:func:`prepare_one_row`); the step is then the closed form of ``layers.penalized_step`` for one
-  row, ``nu = clip(r_t, -lambda_t b_t / 2, lambda_t b_t / 2)``, ``y = clip(z_t - nu a_t)``
+  at once (:func:`prepare_one_row`; on the CPU the breakpoint sort runs only where the box binds); the
+  step is then the closed form of ``layers.penalized_step`` for one row,
+  ``nu = clip(r_t, -lambda_t b_t / 2, lambda_t b_t / 2)``, ``y = clip(z_t - nu a_t)``
   (:func:`one_row_step`), and :func:`dual_steps` runs the K steps on these preallocated tensors: about
   20 elementwise/reduction kernels per step, no host synchronisation, no host->device copy, nothing
   allocated but the kernels' outputs -- capturable in a CUDA graph (``bench/bench_online.py``);
@@ -82,18 +83,41 @@ class OneRow:
     root: torch.Tensor
 
 
-def prepare_one_row(prob: Problem, K: int) -> OneRow | None:
-    """:class:`OneRow` of a stacked (K S)-problem ``prob`` (None unless it has exactly one row)."""
+def prepare_one_row(prob: Problem, K: int, *, subset: bool | None = None) -> OneRow | None:
+    """:class:`OneRow` of a stacked (K S)-problem ``prob`` (None unless it has exactly one row).
+    ``subset``: see :func:`one_row_roots` (default: on the CPU only)."""
     if prob.rowof is None or prob.m != 1:
         return None
     P, b = prob.P, prob.b
     a, _ = coefficients(prob)                                     # (P, b), zero when the row is dropped
     c = prob.center.expand(P, 1)[:, 0]
     valid = prob.valid.expand(P, 1)[:, 0]
-    root = row_root(prob.z, a, c, prob.bounds, dense=True)        # NaN for a dropped row: masked below
+    if subset is None:
+        subset = prob.z.device.type == "cpu"
+    root = one_row_roots(prob.z, a, c, valid, prob.bounds, subset=subset)
     S = P // K
     return OneRow(z=prob.z.reshape(K, S, b), a=a.reshape(K, S, b), c=c.reshape(K, S),
                   valid=valid.reshape(K, S), root=root.reshape(K, S))
+
+
+def one_row_roots(z, a, c, valid, bounds, *, subset: bool) -> torch.Tensor:
+    """r (P,) with a^T clip(z - r a) = c (``layers._rows.row_root``, dense; NaN or anything for a dropped
+    row, which the step masks).
+
+    With a box, ``row_root`` sorts the 2b breakpoints of every row. Where the box does not bind at the
+    closed-form root r0 = (a^T z - c)/||a||^2 (every z_i - r0 a_i inside [lb, ub]), r0 is the root and equals
+    ``row_root``'s answer to round-off (the same sums over the same free set). ``subset=True`` runs the
+    sort only on the other rows: a boolean index, i.e. a host sync on CUDA, free on the CPU, where it cuts
+    the preparation's cost ~10x on the benchmark (box (-3.5, 3.5), b = 16: a few % of the rows bind).
+    ``subset=False`` sorts every row (no host sync: the whole preparation stays capturable)."""
+    if bounds is None or not subset:
+        return row_root(z, a, c, bounds, dense=True)
+    r0 = row_root(z, a, c, None, dense=True)
+    w = z - r0[:, None] * a
+    bind = valid & ~((w >= bounds[0]) & (w <= bounds[1])).all(-1)
+    root = torch.where(valid, r0, torch.zeros_like(r0))
+    root[bind] = row_root(z[bind], a[bind], c[bind], bounds, dense=True)
+    return root
 
 
 def one_row_step(z, a, c, valid, root, coef, bounds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,9 +151,9 @@ def dual_steps(rows: OneRow, lam: torch.Tensor, g: torch.Tensor, dist: torch.Ten
 
 # ----------------------------------------------------------------------------------------------- the run
 
-# CPU chunks of <= 2^16 values (S K b): measured (bench_online, S = 1024, b = 16, one thread) 1.9 ms per
-# step at K = 4 vs 3.5 ms at K = 16 and 8 ms at K = 256 (the chunk's breakpoint sort leaves the cache)
-CPU_CHUNK_VALUES = 2 ** 16
+# CPU chunks of <= 2^18 values (S K b): measured (bench_online workload, S = 1024, b = 16, one thread, load
+# ~5) 1.5 / 1.1 / 1.3 / 2.5 ms per step at K = 4 / 16 / 64 / 256 (large chunks leave the cache)
+CPU_CHUNK_VALUES = 2 ** 18
 
 @dataclasses.dataclass
 class BatchedTrace:
@@ -222,7 +246,7 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
     """Algorithm 1 on S streams at once; see the module docstring. ``dtype`` defaults to float64 for
     NumPy input (else z's dtype). The problem structure is built once per ``chunk`` consecutive steps of
     equal batch size (default: 256 on CUDA; on the CPU as many as keep a chunk's S K b values under
-    CPU_CHUNK_VALUES, so that its tensors stay in cache: K = 256 at S = b = 16, K = 4 at S = 1024).
+    CPU_CHUNK_VALUES, so that its tensors stay in cache: K = 256 at S = b = 16, K = 16 at S = 1024).
     Raises ValueError on bad input (checked once, before the loop; ``check=False`` skips the value checks,
     e.g. for streams generated on the device)."""
     if not (np.isfinite(eps) and eps >= 0):

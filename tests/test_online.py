@@ -366,7 +366,7 @@ def test_dual_steps_issue_no_sync_and_no_host_constant():
 @pytest.mark.torch
 def test_one_row_preparation_is_sync_free():
     """Building a chunk's rows (layers._problem.build_problem, check=False, warm caches) and its roots is
-    sync-free as well: the whole one-row chunk could be captured."""
+    sync-free as well (subset=False, the default on CUDA): the whole one-row chunk could be captured."""
     pytest.importorskip("torch")
     from layers import online as lo
 
@@ -375,11 +375,32 @@ def test_one_row_preparation_is_sync_free():
 
     def prep():
         rows = lo._stacked_rows(list(z), list(g), [None] * K, 0, K, "dp", (-1.0, 1.0), check=False)
-        return lo.prepare_one_row(rows, K)
+        return lo.prepare_one_row(rows, K, subset=False)         # the CUDA default
 
     prep()                                  # warm the row-pattern caches of layers._problem
     _, bad = _record_ops(prep)
     assert not bad, bad
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("bounds", [None, (-1.0, 1.0), (-1.5, 2.5)])
+def test_one_row_roots_subset_equals_full_search(bounds):
+    """The closed-form root where the box does not bind (subset=True, the CPU default) equals the full
+    breakpoint search (layers._rows.row_root) to round-off, on rows with and without binding coordinates."""
+    torch = pytest.importorskip("torch")
+    from layers import online as lo
+
+    one, z, g = _prepared(S=40, K=5, b=8, bounds=bounds, seed=4)
+    K, S, b = one.z.shape
+    args = (one.z.reshape(K * S, b), one.a.reshape(K * S, b), one.c.reshape(-1), one.valid.reshape(-1),
+            bounds)
+    fast, full = lo.one_row_roots(*args, subset=True), lo.one_row_roots(*args, subset=False)
+    v = one.valid.reshape(-1)
+    torch.testing.assert_close(fast[v], full[v], rtol=0, atol=1e-13)
+    if bounds == (-1.0, 1.0):                     # both kinds of rows occur
+        w = args[0] - fast[:, None] * args[1]
+        inside = ((w >= -1.0) & (w <= 1.0)).all(-1)
+        assert bool(inside[v].any()) and bool((~inside[v]).any())
 
 
 @pytest.mark.torch
