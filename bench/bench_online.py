@@ -1,17 +1,19 @@
 """Algorithm 1 throughput: layers.online (torch, S streams batched) vs the authors' per-step cvxpylayers.
 
     python -m bench.bench_online [--device cuda] [--b 16] [--seeds 1024] [--T 100000] [--steps 2000]
-                                 [--graph-steps 32] [--cvxpy-steps 200] [--json PATH]
+                                 [--graph-steps 32] [--cvxpy-steps 200] [--repeats 5] [--threads 1]
+                                 [--parts eager graph cvxpylayers reference] [--json PATH]
 
 Workload (issue 5): b = 16 (8 per group), eps = 0.05, eta_0 = 0.5, box (-3.5, 3.5) (the package always puts
 a box in its primal-dual layer), stationary stream z = N(0, 1) + 0.5 N(0, 1) + (1/2 - A), generated on the
 device (torch RNG; same law as reference.data.make_stream, not the same draws).
 
-* ``eager``: ``layers.online.run_online`` on ``--steps`` steps x ``--seeds`` streams, timed after a warm-up
-  of 20 steps; the time for T steps is extrapolated linearly (the loop is per-step, no host sync).
-* ``graph``: one CUDA graph capturing ``--graph-steps`` steps (penalised step, gap, dual update), replayed
-  over ``--steps`` steps (CUDA only). Capture needs every operation of the step to be capturable (no
-  host->device copy, no sync); if it is not, the error is recorded, nothing falls back.
+* ``eager``: ``layers.online.run_online`` on ``--steps`` steps x ``--seeds`` streams (structure built per
+  chunk, sync-free one-row steps), median of ``--repeats`` runs after a warm-up of 20 steps, with the load
+  average after each run; the time for T steps is extrapolated linearly (chunks of equal cost).
+* ``graph``: ``layers.online.dual_steps`` for ``--graph-steps`` steps captured in one CUDA graph on static
+  buffers, replayed per chunk after the chunk's rows are prepared eagerly and copied in (CUDA only);
+  lambda is compared with the eager run. If the capture fails the error is recorded, nothing falls back.
 * ``cvxpylayers``: the authors' per-step implementation (fairness-training 0.1.0
   ``_create_primal_dual_layer``: a new cvxpy problem + CvxpyLayer every step, lambda * b baked in,
   ``max_gap >= +-(mean_0 - mean_1)``, box, default solver), one stream, ``--cvxpy-steps`` steps on the CPU;
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from layers import online as lo
-from layers.projection import penalized_step
+from layers._problem import build_problem
 from reference import online as ref
 
 EPS, ETA0, BOX, NOISE, OFFSET = 0.05, 0.5, (-3.5, 3.5), 0.5, 1.0
@@ -54,44 +56,62 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _load() -> float:
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except OSError:
+        return float("nan")
+
+
 def bench_eager(args) -> dict:
-    steps = args.steps + 20
-    z, g = device_stream(steps, args.seeds, args.b, device=args.device)
+    """``layers.online.run_online`` (default chunking), median over ``--repeats`` runs after a warm-up."""
+    z, g = device_stream(args.steps + 20, args.seeds, args.b, device=args.device)
     lo.run_online(z[:20], g[:20], eps=EPS, eta0=ETA0, bounds=BOX, check=False)     # warm-up
-    _sync(args.device)
-    t0 = time.perf_counter()
-    tr = lo.run_online(z[20:], g[20:], eps=EPS, eta0=ETA0, bounds=BOX, check=False)
-    _sync(args.device)
-    dt = time.perf_counter() - t0
-    per_step = dt / args.steps
+    times, loads = [], []
+    for _ in range(args.repeats):
+        _sync(args.device)
+        t0 = time.perf_counter()
+        tr = lo.run_online(z[20:], g[20:], eps=EPS, eta0=ETA0, bounds=BOX, check=False)
+        _sync(args.device)
+        times.append(time.perf_counter() - t0)
+        loads.append(_load())
+    per_step = float(np.median(times)) / args.steps
     return dict(part="eager", device=str(args.device), S=args.seeds, b=args.b, steps=args.steps,
-                seconds=dt, per_step_ms=1e3 * per_step, extrapolated_T=args.T,
-                extrapolated_seconds=per_step * args.T,
+                repeats=args.repeats, per_step_ms=1e3 * per_step,
+                per_step_ms_all=[round(1e3 * t / args.steps, 4) for t in times], load_avg=loads,
+                extrapolated_T=args.T, extrapolated_seconds=per_step * args.T,
                 stream_steps_per_s=args.seeds / per_step, lambda_final_mean=float(tr.lam[-1].mean()))
 
 
+def _prepared_chunk(z, g, K: int) -> lo.OneRow:
+    """The lambda-independent part of K steps (z, g: (K, S, b)) as ``layers.online`` builds it."""
+    K, S, b = z.shape
+    rows = build_problem(z.reshape(K * S, b), g.reshape(K * S, b), metric="dp", eps=0.0, bounds=BOX,
+                         empty="drop", check=False)
+    return lo.prepare_one_row(rows, K)
+
+
 def bench_graph(args) -> dict:
-    """CUDA graph of K steps: static buffers for (z, groups, eta_t b_t) of a chunk, lambda carried."""
+    """K dual steps (``layers.online.dual_steps``) captured in one CUDA graph on static buffers; per
+    chunk of K steps: prepare the rows eagerly (``prepare_one_row``), copy them into the static buffers,
+    replay. Checked against the eager ``run_online`` on the same stream (lambda, float64)."""
     if torch.device(args.device).type != "cuda":
         return dict(part="graph", skipped="needs CUDA")
     K, S, b = args.graph_steps, args.seeds, args.b
     n_chunks = max(1, args.steps // K)
-    z, g = device_stream(K * (n_chunks + 1), S, b, device=args.device, seed=1)
-    eta = np.array([ref.step_size(t, ETA0) for t in range(1, K * (n_chunks + 1) + 1)])
+    T = K * n_chunks
+    z, g = device_stream(T, S, b, device=args.device, seed=1)
+    eta = np.array([ref.step_size(t, ETA0) for t in range(1, T + 1)])
     etab = torch.as_tensor(eta * b, device=args.device, dtype=torch.float64)
-    zb, gb = z[:K].clone(), g[:K].clone()
+    static = _prepared_chunk(z[:K], g[:K], K)
+    static = lo.OneRow(**{f: getattr(static, f).clone() for f in ("z", "a", "c", "valid", "root")})
     eb = etab[:K].clone()
-    lam = torch.zeros(S, device=args.device, dtype=torch.float64)
+    lam = torch.zeros(K + 1, S, device=args.device, dtype=torch.float64)
     gout = torch.zeros(K, S, device=args.device, dtype=torch.float64)
+    dout = torch.zeros(K, S, device=args.device, dtype=torch.float64)
 
     def steps():
-        lam_k = lam
-        for k in range(K):
-            y = penalized_step(zb[k], gb[k], lam=lam_k * b, bounds=BOX, check=False)
-            gap = lo.batch_gaps(y, gb[k])
-            gout[k] = gap
-            lam_k = torch.clamp_min(lam_k + eb[k] * (gap - EPS), 0.0)
-        lam.copy_(lam_k)
+        lo.dual_steps(static, lam, gout, dout, eb, b, EPS, BOX)
 
     try:
         side = torch.cuda.Stream()
@@ -99,26 +119,37 @@ def bench_graph(args) -> dict:
         with torch.cuda.stream(side):
             steps()                                                   # warm-up outside the capture
         torch.cuda.current_stream().wait_stream(side)
-        lam.zero_()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             steps()
     except Exception as exc:  # recorded, not hidden: the eager numbers stand alone
         return dict(part="graph", captured=False, error=f"{type(exc).__name__}: {exc}"[:400])
-    lam.zero_()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for c in range(1, n_chunks + 1):
-        zb.copy_(z[c * K:(c + 1) * K])
-        gb.copy_(g[c * K:(c + 1) * K])
-        eb.copy_(etab[c * K:(c + 1) * K])
-        graph.replay()
-    torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    per_step = dt / (n_chunks * K)
-    return dict(part="graph", captured=True, S=S, b=b, steps=n_chunks * K, graph_steps=K, seconds=dt,
-                per_step_ms=1e3 * per_step, extrapolated_T=args.T, extrapolated_seconds=per_step * args.T,
-                lambda_final_mean=float(lam.mean()))
+
+    def run():
+        lam.zero_()
+        for c in range(n_chunks):
+            rows = _prepared_chunk(z[c * K:(c + 1) * K], g[c * K:(c + 1) * K], K)
+            for f in ("z", "a", "c", "valid", "root"):
+                getattr(static, f).copy_(getattr(rows, f))
+            eb.copy_(etab[c * K:(c + 1) * K])
+            lam[0].copy_(lam[K])
+            graph.replay()
+
+    run()                                                             # warm-up (allocator, caches)
+    times = []
+    for _ in range(args.repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    per_step = float(np.median(times)) / T
+    ref_lam = lo.run_online(z, g, eps=EPS, eta0=ETA0, bounds=BOX, check=False, chunk=K).lam[-1]
+    return dict(part="graph", captured=True, S=S, b=b, steps=T, graph_steps=K, repeats=args.repeats,
+                per_step_ms=1e3 * per_step, per_step_ms_all=[round(1e3 * t / T, 4) for t in times],
+                extrapolated_T=args.T, extrapolated_seconds=per_step * args.T,
+                max_abs_lambda_vs_eager=float((lam[K] - ref_lam).abs().max()),
+                lambda_final_mean=float(lam[K].mean()))
 
 
 def bench_cvxpylayers(args) -> dict:
@@ -178,10 +209,14 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--steps", type=int, default=2000, help="steps actually timed")
     ap.add_argument("--graph-steps", type=int, default=32)
     ap.add_argument("--cvxpy-steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--parts", nargs="+", default=["eager", "graph", "cvxpylayers", "reference"])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    meta = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
+    torch.set_num_threads(args.threads)
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), python=platform.python_version(),
+                machine=platform.machine(),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     out = []
     for part in args.parts:

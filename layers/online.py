@@ -1,15 +1,30 @@
 r"""Algorithm 1 (online primal-dual fairness) in torch, vectorised over S independent streams.
 
 Same algorithm, options and conventions as ``reference.online.run_online`` (read its docstring): for
-t = 1..T, every stream s takes the exact penalised step ``layers.penalized_step`` with coefficient
+t = 1..T, every stream s takes the exact penalised step (``layers.penalized_step``) with coefficient
 lambda_{t,s} b_t, measures g_{t,s} = G_t(y_{t,s}) and updates
 lambda_{t+1,s} = max(0, lambda_{t,s} + eta_t b_t (g_{t,s} - eps)); batches with b_t >= b_tau take the
 hard layer ``layers.project`` and leave lambda alone. The S streams share the batch size b_t of step t
 (their group labels and values differ), so S x T steps run as T batched steps.
 
-No host synchronisation inside the loop: eta_t and the b_tau switch depend only on t and b_t (host
-integers), the steps run with ``check=False``, and g, lambda are written into preallocated device
-tensors. Inputs are validated once, before the loop.
+Structure built once, outside the step loop. Steps are processed in chunks of <= ``chunk`` consecutive
+steps of equal batch size, stacked as (K S) problems:
+
+* hard chunks (b >= b_tau): y_t does not depend on lambda, so the whole chunk is one ``layers.project``
+  call (no per-step loop);
+* one-row chunks (dp with one attribute, the workload of the paper and the benchmark): the rows a_t, c_t
+  and the lambda-independent root r_t of a_t^T clip(z_t - nu a_t) = c_t are computed for the whole chunk
+  at once (:func:`prepare_one_row`; on the CPU the breakpoint sort runs only where the box binds); the
+  step is then the closed form of ``layers.penalized_step`` for one row,
+  ``nu = clip(r_t, -lambda_t b_t / 2, lambda_t b_t / 2)``, ``y = clip(z_t - nu a_t)``
+  (:func:`one_row_step`), and :func:`dual_steps` runs the K steps on these preallocated tensors: about
+  20 elementwise/reduction kernels per step, no host synchronisation, no host->device copy, nothing
+  allocated but the kernels' outputs -- capturable in a CUDA graph (``bench/bench_online.py``);
+* other rows (several attributes, mr, eo, dp_pairwise): ``layers.penalized_step`` per step (the coupled
+  solver syncs with the host once per iteration) with the gap rows built once per chunk.
+
+eta_t and the b_tau switch depend only on t and b_t (host integers); g, lambda and the distortion are
+written into preallocated device tensors. Inputs are validated once, before the loop (``check``).
 
 Agreement with the reference: every step is exact in both, so they differ by round-off only, but the dual
 recursion amplifies a perturbation of lambda_t by |1 - eta_t b_t kappa_t| per step (kappa_t = b_t ||a||^2 / 2
@@ -30,7 +45,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from layers._problem import build_problem
+from layers._problem import Problem, build_problem
+from layers._rows import clip, coefficients, row_root
 from layers.projection import penalized_step, project
 from reference import online as ref
 
@@ -50,6 +66,94 @@ def _row_gaps(y, cell, W, center, valid) -> torch.Tensor:
     r = (W * cs[:, None, :]).sum(-1) - center
     return torch.where(valid, r.abs(), torch.zeros_like(r)).amax(-1)
 
+
+# ------------------------------------------------------------------------------- one-row step (dp, k = 1)
+
+@dataclasses.dataclass
+class OneRow:
+    """The lambda-independent part of K steps x S streams of a one-row problem (dp, one attribute).
+
+    z, a: (K, S, b) inputs and row coefficients; c, valid, root: (K, S) row centre, row present (both
+    groups non-empty), and r with a^T clip(z - r a) = c (``layers._rows.row_root``, exact)."""
+
+    z: torch.Tensor
+    a: torch.Tensor
+    c: torch.Tensor
+    valid: torch.Tensor
+    root: torch.Tensor
+
+
+def prepare_one_row(prob: Problem, K: int, *, subset: bool | None = None) -> OneRow | None:
+    """:class:`OneRow` of a stacked (K S)-problem ``prob`` (None unless it has exactly one row).
+    ``subset``: see :func:`one_row_roots` (default: on the CPU only)."""
+    if prob.rowof is None or prob.m != 1:
+        return None
+    P, b = prob.P, prob.b
+    a, _ = coefficients(prob)                                     # (P, b), zero when the row is dropped
+    c = prob.center.expand(P, 1)[:, 0]
+    valid = prob.valid.expand(P, 1)[:, 0]
+    if subset is None:
+        subset = prob.z.device.type == "cpu"
+    root = one_row_roots(prob.z, a, c, valid, prob.bounds, subset=subset)
+    S = P // K
+    return OneRow(z=prob.z.reshape(K, S, b), a=a.reshape(K, S, b), c=c.reshape(K, S),
+                  valid=valid.reshape(K, S), root=root.reshape(K, S))
+
+
+def one_row_roots(z, a, c, valid, bounds, *, subset: bool) -> torch.Tensor:
+    """r (P,) with a^T clip(z - r a) = c (``layers._rows.row_root``, dense; NaN or anything for a dropped
+    row, which the step masks).
+
+    With a box, ``row_root`` sorts the 2b breakpoints of every row. Where the box does not bind at the
+    closed-form root r0 = (a^T z - c)/||a||^2 (every z_i - r0 a_i inside [lb, ub]), r0 is the root and equals
+    ``row_root``'s answer to round-off (the same sums over the same free set). ``subset=True`` runs the
+    sort only on the other rows: a boolean index, i.e. a host sync on CUDA, free on the CPU, where it cuts
+    the preparation's cost ~10x on the benchmark (box (-3.5, 3.5), b = 16: a few % of the rows bind).
+    ``subset=False`` sorts every row (no host sync: the whole preparation stays capturable)."""
+    if bounds is None or not subset:
+        return row_root(z, a, c, bounds, dense=True)
+    r0 = row_root(z, a, c, None, dense=True)
+    w = z - r0[:, None] * a
+    bind = valid & ~((w >= bounds[0]) & (w <= bounds[1])).all(-1)
+    root = torch.where(valid, r0, torch.zeros_like(r0))
+    root[bind] = row_root(z[bind], a[bind], c[bind], bounds, dense=True)
+    return root
+
+
+def one_row_step(z, a, c, valid, root, coef, bounds) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact penalised step argmin_{box} ||y - z||^2 + coef |a^T y - c| for one row, and its gap.
+
+    nu = clip(root, -coef/2, coef/2) (0 for a dropped row), y = clip(z - nu a, lb, ub), g = |a^T y - c|:
+    the closed form of ``layers.penalized_step`` for one row (phi(nu) = a^T clip(z - nu a) is
+    nonincreasing, so the penalty's subgradient condition puts nu at the root or at +-coef/2).
+    z, a: (S, b); c, valid, root, coef: (S,). Returns y (S, b), g (S,)."""
+    half = coef * 0.5
+    nu = torch.where(valid, torch.clamp(root, -half, half), 0.0)
+    y = clip(torch.addcmul(z, nu[:, None], a, value=-1.0), bounds)
+    g = torch.where(valid, (torch.linalg.vecdot(a, y) - c).abs(), 0.0)
+    return y, g
+
+
+def dual_steps(rows: OneRow, lam: torch.Tensor, g: torch.Tensor, dist: torch.Tensor, etab: torch.Tensor,
+               b: int, eps: float, bounds, ys: list | None = None) -> None:
+    """K dual steps of Algorithm 1 on prepared one-row tensors, in place: reads lam[0] (S,), writes
+    lam[1..K], g (K, S), dist (K, S); etab (K,) = eta_t b_t on the device; ``ys`` collects the y_t.
+    Sync-free and allocation-free apart from the kernels' outputs (CUDA-graph capturable)."""
+    for k in range(rows.z.shape[0]):
+        y, g[k] = one_row_step(rows.z[k], rows.a[k], rows.c[k], rows.valid[k], rows.root[k], lam[k] * b,
+                               bounds)
+        lam[k + 1] = torch.clamp_min(lam[k] + etab[k] * (g[k] - eps), 0.0)
+        d = y - rows.z[k]
+        dist[k] = torch.linalg.vecdot(d, d)
+        if ys is not None:
+            ys.append(y)
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+# CPU chunks of <= 2^18 values (S K b): measured (bench_online workload, S = 1024, b = 16, one thread, load
+# ~5) 1.5 / 1.1 / 1.3 / 2.5 ms per step at K = 4 / 16 / 64 / 256 (large chunks leave the cache)
+CPU_CHUNK_VALUES = 2 ** 18
 
 @dataclasses.dataclass
 class BatchedTrace:
@@ -109,13 +213,18 @@ def _chunks(b: np.ndarray, chunk: int):
         t0 = t1
 
 
-def _stacked_rows(zs, gs, ts, t0, t1, metric, bounds, check: bool):
-    """build_problem for steps t0..t1-1 stacked as (K S) problems (rows of step t: [(t-t0) S, (t-t0+1) S))."""
-    K, S = t1 - t0, zs[t0].shape[0]
-    gc = torch.stack(gs[t0:t1])
-    tc = None if ts[t0] is None else torch.stack(ts[t0:t1]).reshape(K * S, -1)
-    return build_problem(torch.stack(zs[t0:t1]).reshape(K * S, -1), gc.reshape(K * S, *gc.shape[2:]),
-                         metric=metric, eps=0.0, bounds=bounds, targets=tc, empty="drop", check=check)
+def _stacked(xs, t0, t1):
+    """Steps t0..t1-1 of a per-step list stacked as (K S, ...) (rows of step t: [(t-t0) S, (t-t0+1) S))."""
+    if xs[t0] is None:
+        return None
+    x = torch.stack(xs[t0:t1])
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def _stacked_rows(zs, gs, ts, t0, t1, metric, bounds, check: bool) -> Problem:
+    """build_problem for steps t0..t1-1 stacked as (K S) problems."""
+    return build_problem(_stacked(zs, t0, t1), _stacked(gs, t0, t1), metric=metric, eps=0.0, bounds=bounds,
+                         targets=_stacked(ts, t0, t1), empty="drop", check=check)
 
 
 def stack_streams(streams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,11 +242,13 @@ def stack_streams(streams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedule: str = "package",
                metric: str = "dp", bounds=None, targets=None, b_tau: int | None = ref.B_TAU_PACKAGE,
                lam1: float = 0.0, keep_y: bool = False, device=None, dtype=None,
-               chunk: int = 256, check: bool = True) -> BatchedTrace:
+               chunk: int | None = None, check: bool = True) -> BatchedTrace:
     """Algorithm 1 on S streams at once; see the module docstring. ``dtype`` defaults to float64 for
-    NumPy input (else z's dtype). The rows used for the gaps are built once per ``chunk`` consecutive
-    steps of equal batch size. Raises ValueError on bad input (checked once, before the loop;
-    ``check=False`` skips the value checks, e.g. for streams generated on the device)."""
+    NumPy input (else z's dtype). The problem structure is built once per ``chunk`` consecutive steps of
+    equal batch size (default: 256 on CUDA; on the CPU as many as keep a chunk's S K b values under
+    CPU_CHUNK_VALUES, so that its tensors stay in cache: K = 256 at S = b = 16, K = 16 at S = 1024).
+    Raises ValueError on bad input (checked once, before the loop; ``check=False`` skips the value checks,
+    e.g. for streams generated on the device)."""
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
     if not (np.isfinite(eta0) and eta0 > 0):
@@ -172,6 +283,8 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
             eta[t] = ref.step_size(count, eta0, schedule)
 
     dev = zs[0].device
+    if chunk is None:
+        chunk = 256 if dev.type == "cuda" else int(np.clip(CPU_CHUNK_VALUES // (S * int(b.max())), 1, 256))
     g = torch.zeros(T, S, dtype=dtype, device=dev)
     dist = torch.zeros(T, S, dtype=dtype, device=dev)
     lam = torch.zeros(T + 1, S, dtype=dtype, device=dev)
@@ -183,18 +296,28 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
     ys = [] if keep_y else None
     with torch.no_grad():
         for t0, t1 in _chunks(b, chunk):
-            # the rows of the chunk's steps, built once (cell form) for the gaps g_t
-            rows = _stacked_rows(zs, gs, ts, t0, t1, metric, None, check=False)
-            for t in range(t0, t1):
-                if hard[t]:
-                    y = project(zs[t], gs[t], metric=metric, eps=eps, bounds=bounds, targets=ts[t],
-                                empty="drop", check=False)
-                else:
-                    y = penalized_step(zs[t], gs[t], lam=lam[t] * int(b[t]), bounds=bounds, metric=metric,
-                                       targets=ts[t], check=False)
+            K, bt = t1 - t0, int(b[t0])
+            if hard[t0]:            # the hard layer on the whole chunk at once; lambda left alone
+                rows = _stacked_rows(zs, gs, ts, t0, t1, metric, None, check=False)
+                y = project(rows.z, _stacked(gs, t0, t1), metric=metric, eps=eps, bounds=bounds,
+                            targets=_stacked(ts, t0, t1), empty="drop", check=False)
+                g[t0:t1] = _row_gaps(y, rows.cell, rows.W, rows.center, rows.valid).reshape(K, S)
+                dist[t0:t1] = ((y - rows.z) ** 2).sum(-1).reshape(K, S)
+                lam[t0 + 1:t1 + 1] = lam[t0]
+                if keep_y:
+                    ys.extend(y.reshape(K, S, bt).unbind(0))
+                continue
+            rows = _stacked_rows(zs, gs, ts, t0, t1, metric, bounds, check=False)
+            one = prepare_one_row(rows, K)
+            if one is not None:
+                dual_steps(one, lam[t0:t1 + 1], g[t0:t1], dist[t0:t1], etab[t0:t1], bt, eps, bounds, ys)
+                continue
+            for t in range(t0, t1):     # coupled rows: the general penalised step, gap rows built above
+                y = penalized_step(zs[t], gs[t], lam=lam[t] * bt, bounds=bounds, metric=metric,
+                                   targets=ts[t], check=False)
                 k = slice((t - t0) * S, (t - t0 + 1) * S)
                 g[t] = _row_gaps(y, rows.cell[k], rows.W[k], rows.center[k], rows.valid[k])
-                lam[t + 1] = lam[t] if hard[t] else torch.clamp_min(lam[t] + etab[t] * (g[t] - eps), 0.0)
+                lam[t + 1] = torch.clamp_min(lam[t] + etab[t] * (g[t] - eps), 0.0)
                 dist[t] = ((y - zs[t]) ** 2).sum(-1)
                 if keep_y:
                     ys.append(y)
