@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import torch
 
-SORT_FREE_MIN_B = 32768      # from this b on (per row) the sort-free bracketing is used
-BUCKETS = 4096               # K
+SORT_FREE_MIN_B = 8192       # from this b on (per row) the sort-free bracketing is used (CPU crossover ~6e3)
 FIXED_PASSES = 2             # passes before the (single) host-synchronising check
 MAX_PASSES = 40
 
@@ -92,7 +91,7 @@ def _bracket_sorted(bp: _Breakpoints, target):
     alpha = torch.cat([bp.d_in, bp.d_out], -1).gather(-1, order).cumsum(-1)
     beta = torch.cat([-bp.a2, bp.a2], -1).gather(-1, order).cumsum(-1)
     phi = bp.phi_min_inf[:, None] + alpha + beta * ev           # phi at each breakpoint (continuous)
-    k = torch.searchsorted(-phi, -target[:, None], side="left")  # first with phi <= target
+    k = (phi > target[:, None]).sum(-1, keepdim=True)           # phi nonincreasing: first with phi <= target
     n = ev.shape[-1]
     inf = torch.full((), float("inf"), dtype=ev.dtype, device=ev.device)
     L = torch.where(k > 0, ev.gather(-1, (k - 1).clamp_min(0)), -inf).squeeze(-1)
@@ -178,15 +177,20 @@ def _bracket_buckets(bp: _Breakpoints, target):
 
 
 def coefficients(prob):
-    """Per-coordinate row coefficient a (P, b) and row id (P, b) of a separable problem."""
+    """Per-coordinate row coefficient a (P, b) and row id (P, b) of a separable problem (None: one row)."""
     coef_cell = prob.W.sum(1).expand(prob.P, prob.C)            # one nonzero row per cell
     a = coef_cell.gather(1, prob.cell)
-    return a, prob.rowof[prob.cell]
+    return a, (None if prob.m == 1 else prob.rowof[prob.cell])
 
 
-def per_row(a: torch.Tensor, rowid: torch.Tensor, m: int) -> torch.Tensor:
+def spread(x: torch.Tensor, rowid) -> torch.Tensor:
+    """Per-row values x (P, m) -> each coordinate's row value, (P, b) (or (P, 1) for one row)."""
+    return x if rowid is None else x.gather(1, rowid)
+
+
+def per_row(a: torch.Tensor, rowid, m: int) -> torch.Tensor:
     """(P, b) coefficients -> (P, m, b), row r keeping only its own support."""
-    if m == 1:
+    if rowid is None:
         return a[:, None, :]
     r = torch.arange(m, device=a.device)[None, :, None]
     return torch.where(rowid[:, None, :] == r, a[:, None, :], torch.zeros((), dtype=a.dtype, device=a.device))
@@ -196,11 +200,12 @@ class RowProject(torch.autograd.Function):
     r"""``y = clip(z - nu[row] a, lb, ub)`` for rows with disjoint supports, with the analytic VJP.
 
     Inputs: z (P, b); par (P,) the differentiable scalar of each problem (eps, or lam for the penalized
-    step); A (P, m, b) the rows; a, rowid (P, b) each coordinate's coefficient and row; nu (P, m) the
-    exact multipliers (no grad); solve (P, m) rows whose nu solves ``a_F^T y_F = t - a_X^T y_X`` on the
-    final free set F (active projection rows, penalized rows strictly inside +-lam/2); dt (P, m) = dt/dpar
-    of those rows' target (the side +-1 for eps, 0 for lam); dnu (P, m) = dnu/dpar of the other rows
-    (+-1/2 for clipped penalized rows, else 0). On F, ``nu = (a_F^T z_F + a_X^T y_X - t) / ||a_F||^2``, so
+    step); A (P, m, b) the rows; a, rowid (P, b) each coordinate's coefficient and row (None: one row);
+    nu (P, m) the exact multipliers (no grad); solve (P, m) rows whose nu solves
+    ``a_F^T y_F = t - a_X^T y_X`` on the final free set F (active projection rows, penalized rows strictly
+    inside +-lam/2); dt (P, m) = dt/dpar of those rows' target (the side +-1 for eps, 0 for lam);
+    dnu (P, m) = dnu/dpar of the other rows (+-1/2 for clipped penalized rows, else 0). On F,
+    ``nu = (a_F^T z_F + a_X^T y_X - t) / ||a_F||^2``, so
 
         J = diag(1_F) (I - sum_{solved r} a_F a_F^T / ||a_F||^2) diag(1_F)      (claim L3's projector)
         dy_F / dpar = -a_F dnu_r/dpar,  dnu_r/dpar = -dt_r / ||a_F||^2 (solved) or dnu_r (others).
@@ -211,7 +216,7 @@ class RowProject(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, par, A, a, rowid, nu, solve, dt, dnu, bounds):
         with torch.no_grad():
-            w = z - nu.gather(1, rowid) * a
+            w = z - spread(nu, rowid) * a
             if bounds is None:
                 free = torch.ones_like(w, dtype=torch.bool)
             else:
@@ -229,6 +234,6 @@ class RowProject(torch.autograd.Function):
         vF = torch.where(free, v, torch.zeros_like(v))
         S = (A * vF[:, None, :]).sum(-1)                                    # a_F^T v_F per row
         coef = torch.where(ok, S / den, torch.zeros_like(S))
-        grad_z = vF - torch.where(free, a * coef.gather(1, rowid), torch.zeros_like(v))
+        grad_z = vF - torch.where(free, a * spread(coef, rowid), torch.zeros_like(v))
         grad_par = -(S * dnu_dpar).sum(1) if ctx.needs_input_grad[1] else None
         return grad_z, grad_par, None, None, None, None, None, None, None, None

@@ -31,7 +31,7 @@ import torch
 
 from layers import _coupled
 from layers._problem import Problem, build_problem, scalar_or_batch
-from layers._rows import RowProject, clip, coefficients, per_row, row_root
+from layers._rows import RowProject, clip, coefficients, per_row, row_root, spread
 
 
 def _needs_grad(*ts) -> bool:
@@ -42,7 +42,7 @@ def _rows_output(prob: Problem, par, A, a, rowid, nu, solve, dt, dnu, need_grad)
     """y = clip(z - nu[row] a); with the analytic backward of :class:`layers._rows.RowProject` if asked."""
     if not need_grad:
         with torch.no_grad():
-            return clip(prob.z - nu.gather(1, rowid) * a, prob.bounds)
+            return clip(prob.z - spread(nu, rowid) * a, prob.bounds)
     return RowProject.apply(prob.z, par, A, a, rowid, nu, solve, dt, dnu, prob.bounds)
 
 
