@@ -100,8 +100,8 @@ def _bracket_sorted(bp: _Breakpoints, target):
 
 
 def _n_buckets(b: int) -> int:
-    """K with two passes usually enough: 2b breakpoints / K^2 well below one."""
-    return int(min(65536, max(256, (20 * b) ** 0.5)))
+    """K with two passes usually enough: 2b breakpoints / K^2 = 0.01."""
+    return int(min(65536, max(256, (200 * b) ** 0.5)))
 
 
 def _bracket_buckets(bp: _Breakpoints, target):
