@@ -47,7 +47,8 @@ if [ "$SMOKE" = 1 ]; then
         --parts eager graph reference --json "$OUT/bench_online_smoke.json"
 else
     # (1) every CUDA-marked test of the suite, tests/test_layers_cuda.py included (~1-2 min expected)
-    part tests_cuda 170 "$PY" -m pytest -q -rs -m cuda tests --junitxml "$OUT/pytest_cuda.xml"
+    part tests_cuda 170 "$PY" -m pytest -q -rs -m cuda tests --continue-on-collection-errors \
+        --junitxml "$OUT/pytest_cuda.xml"
     # (2) layers on CUDA: b up to 1e8 (f32 forward / one d2d copy of z: fwd_over_copy), 4096 x 256 fwd+bwd;
     #     the authors' layer only where cvxpylayers is installed (b <= 2000 to keep the budget)
     part bench_layers 180 "$PY" -m bench.bench_layers --device cuda \
