@@ -10,7 +10,8 @@ leading index is an independent problem.
 
 Forward (exact, no iteration tolerance):
 * rows with disjoint supports (dp, mr, eo with one attribute): the breakpoint search of
-  :mod:`layers._rows`, batched, without host syncs; no box: the closed form nu = (a^T z - t) / ||a||^2.
+  :mod:`layers._rows`, batched: a sort of the breakpoints below b = 8192 (no host sync), sort-free bucket
+  passes from there on (one host sync); no box: the closed form nu = (a^T z - t) / ||a||^2.
 * coupled rows (several attributes, dp_pairwise): :mod:`layers._coupled` (augmented Lagrangian with
   semismooth Newton, then an exact polish on the identified active set, certified by the reference's
   KKT tolerance; raises ConvergenceError otherwise). One host sync per iteration.
