@@ -183,6 +183,33 @@ def test_sort_free_root_matches_reference_root(kind, passes, monkeypatch):
         assert np.abs(y - y_ref).max() <= 1e-12 * (1 + np.abs(z).max()), (kind, i)
 
 
+def test_sort_free_root_hypothesis(monkeypatch):
+    """Random row structures and sizes, one row per call: sort-free root == the reference's sorted root."""
+    from layers._rows import row_root
+    from reference.projection import row_value_root
+    monkeypatch.setattr(layers._rows, "SORT_FREE_MIN_B", 1)
+
+    @settings(max_examples=60)
+    @given(st.sampled_from(["normal", "ties", "all_clipped", "geometric", "at_max", "at_min"]),
+           st.integers(2, 3000), st.integers(0, 2**31 - 1))
+    def check(kind, b, seed):
+        z, a, t, bounds = _row_instance(kind, b, seed)
+        nu = row_root(torch.tensor(z)[None], torch.tensor(a)[None], torch.tensor([t]), bounds).item()
+        y_ref = _y_of(z, a, row_value_root(z, a, t, bounds), bounds)
+        assert np.abs(_y_of(z, a, nu, bounds) - y_ref).max() <= 1e-12 * (1 + np.abs(z).max())
+
+    check()
+
+
+def test_sort_free_settles_in_fixed_passes(monkeypatch):
+    """Ordinary data settle within FIXED_PASSES (so the search costs one host sync, no sort fallback)."""
+    from layers._rows import FIXED_PASSES, _bracket_buckets, _Breakpoints
+    monkeypatch.setattr(layers._rows, "MAX_PASSES", FIXED_PASSES)
+    z, a, t, bounds = _row_instance("normal", 100_000, 0)
+    bp = _Breakpoints(torch.tensor(z)[None], torch.tensor(a)[None], bounds, True)
+    assert _bracket_buckets(bp, torch.tensor([t]))[2].all()
+
+
 @pytest.mark.parametrize("metric", ["dp", "mr", "eo"])
 def test_large_b_sort_free_matches_reference(metric):
     """b = 2e5 > SORT_FREE_MIN_B: the default (sort-free) path against the reference, eps = 0 and 0.05."""
