@@ -47,7 +47,7 @@ if [ "$SMOKE" = 1 ]; then
         --parts eager graph reference --json "$OUT/bench_online_smoke.json"
 else
     # (1) every CUDA-marked test of the suite, tests/test_layers_cuda.py included (~1-2 min expected)
-    part tests_cuda 170 "$PY" -m pytest -q -rs -m cuda tests --continue-on-collection-errors \
+    part tests_cuda 170 "$PY" -m pytest -q -rs --durations=15 -m cuda tests --continue-on-collection-errors \
         --junitxml "$OUT/pytest_cuda.xml"
     # (2) layers on CUDA: b up to 1e8 (f32 forward / one d2d copy of z: fwd_over_copy), 4096 x 256 fwd+bwd;
     #     the authors' layer only where cvxpylayers is installed (b <= 2000 to keep the budget)
@@ -56,7 +56,7 @@ else
         --json "$OUT/bench_layers_cuda.json"
     # (3) Algorithm 1, 1024 streams on CUDA (eager and CUDA-graph parts; the cvxpylayers part skips itself
     #     without cvxpy), extrapolated to T = 1e5
-    part bench_online 110 "$PY" -m bench.bench_online --device cuda --seeds 1024 --steps 2000 --T 100000 \
+    part bench_online 110 "$PY" -m bench.bench_online --device cuda --seeds 1024 --steps 1000 --T 100000 \
         --parts eager graph reference --json "$OUT/bench_online_cuda.json"
 fi
 echo "== done; outputs in $OUT"
