@@ -9,8 +9,8 @@ and ``-a_i^2`` to its slope; crossing nu_out adds ``a_i lo_i - a_i z_i`` and ``+
 between two breakpoints L < R with no breakpoint strictly inside, then solves that linear piece
 directly from its free set (a fresh sum, so no accumulated round-off reaches the answer). Bracketing:
 
-* small b (:func:`_bracket_sorted`): sort the 2b breakpoints, accumulate the changes, searchsorted;
-  no host sync.
+* small b (:func:`_bracket_sorted`): sort the 2b breakpoints, accumulate the changes, count the
+  breakpoints where phi still exceeds the target; no host sync.
 * large b (:func:`_bracket_buckets`, sort-free): a few passes of a monotone bucketing of the breakpoints
   into K buckets that cover the current bracket; per bucket the sums of the changes and the largest
   and smallest breakpoint. phi at each bucket's largest breakpoint (the cumulative sums: every smaller
