@@ -87,7 +87,7 @@ class _Breakpoints:
 
 def _bracket_sorted(bp: _Breakpoints, target):
     """Sort the breakpoints, accumulate the changes: (L, R) around the first breakpoint with phi <= target."""
-    ev, order = torch.sort(torch.cat([bp.nu_in, bp.nu_out], -1), dim=-1, stable=True)
+    ev, order = torch.sort(torch.cat([bp.nu_in, bp.nu_out], -1), dim=-1)   # ties: any order (continuity)
     alpha = torch.cat([bp.d_in, bp.d_out], -1).gather(-1, order).cumsum(-1)
     beta = torch.cat([-bp.a2, bp.a2], -1).gather(-1, order).cumsum(-1)
     phi = bp.phi_min_inf[:, None] + alpha + beta * ev           # phi at each breakpoint (continuous)
