@@ -1,16 +1,33 @@
-r"""Exact batched breakpoint search for rows with disjoint supports (torch, no host sync).
+r"""Exact batched breakpoint search for rows with disjoint supports (torch).
 
 For one row a (zeros off its support) and a box [lb, ub], ``phi(nu) = a^T clip(z - nu a, lb, ub)`` is
-continuous, nonincreasing and piecewise linear with breakpoints ``(z_i - ub)/a_i`` and ``(z_i - lb)/a_i``.
-:func:`row_root` is ``reference.projection.row_value_root`` vectorised over N independent rows: sort
-the 2b breakpoints, accumulate the slope changes, locate the segment where phi crosses the target
-(searchsorted), then solve the linear piece directly from that segment's free set (a fresh sum, so
-the cumulative sums' round-off never reaches the answer).
+continuous, nonincreasing and piecewise linear: coordinate i is at ``hi_i`` (ub if a_i > 0, else lb) for
+``nu <= nu_in_i = (z_i - hi_i)/a_i``, free (``z_i - nu a_i``) on ``(nu_in_i, nu_out_i)`` and at ``lo_i``
+for ``nu >= nu_out_i = (z_i - lo_i)/a_i``. Crossing nu_in adds ``a_i z_i - a_i hi_i`` to phi's intercept
+and ``-a_i^2`` to its slope; crossing nu_out adds ``a_i lo_i - a_i z_i`` and ``+a_i^2``.
+:func:`row_root` (``reference.projection.row_value_root`` vectorised over N rows) brackets the root
+between two breakpoints L < R with no breakpoint strictly inside, then solves that linear piece
+directly from its free set (a fresh sum, so no accumulated round-off reaches the answer). Bracketing:
+
+* small b (:func:`_bracket_sorted`): sort the 2b breakpoints, accumulate the changes, count the
+  breakpoints where phi still exceeds the target; no host sync.
+* large b (:func:`_bracket_buckets`, sort-free): a few passes of a monotone bucketing of the breakpoints
+  into K buckets that cover the current bracket; per bucket the sums of the changes and the largest
+  and smallest breakpoint. phi at each bucket's largest breakpoint (the cumulative sums: every smaller
+  breakpoint lies in that or an earlier bucket) picks the bucket holding the root; the new bracket is
+  (largest of the previous bucket, largest of this one), which holds only that bucket's smaller
+  breakpoints; done once the bucket's smallest equals its largest. A fixed number of passes without
+  host sync, then one check (one sync) and more passes only where needed; should a pathological
+  spread (e.g. geometric) not settle in ``MAX_PASSES``, those rows take the sort.
 """
 
 from __future__ import annotations
 
 import torch
+
+SORT_FREE_MIN_B = 8192       # from this b on (per row) the sort-free bracketing is used (CPU crossover ~6e3)
+FIXED_PASSES = 2             # passes before the (single) host-synchronising check
+MAX_PASSES = 40
 
 
 def clip(w: torch.Tensor, bounds) -> torch.Tensor:
@@ -22,59 +39,158 @@ def row_root(z: torch.Tensor, a: torch.Tensor, target: torch.Tensor, bounds, den
     """nu (N,) with ``a^T clip(z - nu a, lb, ub) = target``; z, a: (N, b), target: (N,).
 
     ``target`` must lie in the range of phi (the caller checked feasibility). Coordinates with
-    ``a_i = 0`` are ignored (``dense=True`` promises there are none); for a row without support the
-    result is meaningless (+inf, or NaN when dense) and the caller masks it.
-    Without a box: ``nu = (a^T z - target) / ||a||^2``.
+    ``a_i = 0`` contribute nothing (``dense=True`` promises there are none); for a row without support
+    the result is meaningless and the caller masks it. Without a box: ``nu = (a^T z - target) / ||a||^2``.
     """
     if bounds is None:
         return ((a * z).sum(-1) - target) / (a * a).sum(-1)
-    lb, ub = bounds
-    pos = a > 0
-    ubt, lbt = torch.full_like(z, ub), torch.full_like(z, lb)
-    hi_val = torch.where(pos, ubt, lbt)                         # y_i for nu -> -inf
-    lo_val = torch.where(pos, lbt, ubt)                         # y_i for nu -> +inf
-    if dense:
-        nu_in, nu_out = (z - hi_val) / a, (z - lo_val) / a      # coordinate i free on (nu_in, nu_out)
+    bp = _Breakpoints(z, a, bounds, dense)
+    if z.shape[-1] >= SORT_FREE_MIN_B:
+        L, R, ok = _bracket_buckets(bp, target)
+        if ok is not None:                                   # rows that did not settle: sort them
+            Ls, Rs = _bracket_sorted(bp, target)
+            L, R = torch.where(ok, L, Ls), torch.where(ok, R, Rs)
     else:
-        nz = a != 0
-        sa = torch.where(nz, a, torch.ones_like(a))
-        inf = torch.full_like(z, float("inf"))
-        nu_in = torch.where(nz, (z - hi_val) / sa, inf)
-        nu_out = torch.where(nz, (z - lo_val) / sa, inf)
-    ev, order = torch.sort(torch.cat([nu_in, nu_out], -1), dim=-1, stable=True)
-    az, a2, a_hi = a * z, a * a, a * hi_val
-    # changes of phi's intercept alpha and slope beta: entering the free set at nu_in, leaving at nu_out
-    alpha = torch.cat([az - a_hi, a * lo_val - az], -1).gather(-1, order).cumsum(-1)
-    beta = torch.cat([-a2, a2], -1).gather(-1, order).cumsum(-1)
-    phi = a_hi.sum(-1, keepdim=True) + alpha + beta * ev       # phi at each breakpoint (continuous)
-    if not dense:
-        phi = torch.where(torch.isfinite(ev), phi, torch.full_like(phi, -float("inf")))
-    k = torch.searchsorted(-phi, -target[:, None], side="left").squeeze(-1)  # first with phi <= target
-    n_ev = ev.shape[-1] if dense else 2 * nz.sum(-1)
-    kc = k.clamp(1, ev.shape[-1] - 1)
-    left = ev.gather(-1, (kc - 1)[:, None]).squeeze(-1)
-    right = ev.gather(-1, kc[:, None]).squeeze(-1)
-    mid = (0.5 * (left + right))[:, None]
-    free = (nu_in < mid) & (nu_out > mid)                       # the segment's free set
-    num = torch.where(free, az, a * torch.where(nu_in >= mid, hi_val, lo_val)).sum(-1) - target
-    den = torch.where(free, a2, torch.zeros_like(a2)).sum(-1)
-    nu = num / torch.where(den > 0, den, torch.ones_like(den))
-    nu = torch.where(den > 0, torch.minimum(torch.maximum(nu, left), right), left)
-    nu = torch.where(k == 0, ev[:, 0], nu)                      # target = max phi: any nu <= first
-    last = ev[:, -1] if dense else ev.gather(-1, (n_ev - 1).clamp_min(0)[:, None]).squeeze(-1)
-    return torch.where(k >= n_ev, last, nu)                     # target = min phi: any nu >= last
+        L, R = _bracket_sorted(bp, target)
+    return bp.solve(target, L, R)
+
+
+class _Breakpoints:
+    """The 2b breakpoints of each row and what crossing them changes in phi (see the module docstring).
+
+    A coordinate with a_i = 0 gets the (finite, harmless) breakpoints z_i - hi_i, z_i - lo_i and no change.
+    """
+
+    def __init__(self, z, a, bounds, dense: bool):
+        lb, ub = bounds
+        pos = a > 0
+        ubt = torch.full((), ub, dtype=z.dtype, device=z.device)   # a fill kernel, no host->device copy
+        hv, lv = torch.where(pos, ubt, lb), torch.where(pos, lb, ubt)
+        sa = a if dense else torch.where(a != 0, a, torch.ones((), dtype=a.dtype, device=a.device))
+        self.nu_in, self.nu_out = (z - hv) / sa, (z - lv) / sa       # free on (nu_in, nu_out)
+        self.az, self.a2, self.ahv, self.alv = a * z, a * a, a * hv, a * lv
+        self.d_in, self.d_out = self.az - self.ahv, self.alv - self.az   # intercept changes
+        self.phi_min_inf = self.ahv.sum(-1)                           # phi(nu) for nu below every breakpoint
+
+    def solve(self, target, L, R):
+        """The root on a bracket (L, R) holding no breakpoint strictly inside: phi is linear there and its
+        free set is read at L (coordinates whose breakpoint equals L have crossed it); fresh sums."""
+        Lc = L[:, None]
+        hi_state = self.nu_in > Lc
+        free = ~hi_state & (self.nu_out > Lc)
+        num = torch.where(free, self.az, torch.where(hi_state, self.ahv, self.alv)).sum(-1) - target
+        den = torch.where(free, self.a2, 0.0).sum(-1)
+        nu = num / torch.where(den > 0, den, 1.0)
+        flat = torch.where(torch.isfinite(L), L, R)         # phi constant on the piece: its finite end
+        return torch.where(den > 0, torch.minimum(torch.maximum(nu, L), R), flat)
+
+
+def _bracket_sorted(bp: _Breakpoints, target):
+    """Sort the breakpoints, accumulate the changes: (L, R) around the first breakpoint with phi <= target."""
+    ev, order = torch.sort(torch.cat([bp.nu_in, bp.nu_out], -1), dim=-1)   # ties: any order (continuity)
+    alpha = torch.cat([bp.d_in, bp.d_out], -1).gather(-1, order).cumsum(-1)
+    beta = torch.cat([-bp.a2, bp.a2], -1).gather(-1, order).cumsum(-1)
+    phi = bp.phi_min_inf[:, None] + alpha + beta * ev           # phi at each breakpoint (continuous)
+    k = (phi > target[:, None]).sum(-1, keepdim=True)           # phi nonincreasing: first with phi <= target
+    n = ev.shape[-1]
+    inf = torch.full((), float("inf"), dtype=ev.dtype, device=ev.device)
+    L = torch.where(k > 0, ev.gather(-1, (k - 1).clamp_min(0)), -inf).squeeze(-1)
+    R = torch.where(k < n, ev.gather(-1, k.clamp_max(n - 1)), inf).squeeze(-1)
+    return L, R
+
+
+def _n_buckets(b: int) -> int:
+    """K with two passes usually enough: 2b breakpoints / K^2 = 0.01."""
+    return int(min(65536, max(256, (200 * b) ** 0.5)))
+
+
+def _bracket_buckets(bp: _Breakpoints, target):
+    """Sort-free bracketing (module docstring). Returns (L, R, ok): ok is None when every row settled,
+    else the (N,) mask of the rows that did (the caller sorts the others).
+
+    One pass, bracket (L, R) (before the first: the smallest / largest breakpoint, Le / Re), K buckets:
+    ``bucket(e) = clamp(ceil((e - Le) K / (Re - Le)), 0, K) + (e >= Re)``, monotone in e (every floating
+    operation is), 0 exactly for e <= Le, K + 1 exactly for e >= Re. phi's intercept and slope just right
+    of L (``base``) are carried from pass to pass; with ``m_j`` the largest breakpoint in buckets 0..j,
+    ``phi(m_j) = base_alpha + base_beta m_j + sum_{buckets 1..j} (d_alpha + d_beta m_j)`` (continuity;
+    bucket 0, the breakpoints <= L, is in the base, except in the first pass where L = -inf). j = the first
+    bucket with phi(m_j) <= target; new bracket (m_{j-1}, m_j) intersected with the old one, settled when
+    bucket j's smallest breakpoint equals its largest (nothing strictly inside), or j is an end bucket
+    (0, K + 1: nothing of the old bracket beyond it), or no bucket reaches the target. The sums are kept
+    in float64 (a float32 sum of many breakpoints' changes could pick a wrong bucket).
+    """
+    e_in, e_out = bp.nu_in, bp.nu_out
+    N, b = e_in.shape
+    K = _n_buckets(b)
+    dt, dev, f64 = e_in.dtype, e_in.device, torch.float64
+    d_in, d_out, a2 = (x.to(f64) for x in (bp.d_in, bp.d_out, bp.a2))
+    inf = torch.full((), float("inf"), dtype=dt, device=dev)
+    gmin = torch.minimum(e_in.amin(-1), e_out.amin(-1))
+    gmax = torch.maximum(e_in.amax(-1), e_out.amax(-1))
+    L, R = -inf.expand(N).clone(), inf.expand(N).clone()
+    base_a, base_b = bp.phi_min_inf.to(f64), torch.zeros(N, dtype=f64, device=dev)
+    done = ~(torch.isfinite(gmin) & torch.isfinite(gmax))       # a row without support (dense): masked
+    tmp = torch.empty_like(e_in)
+    idx = torch.empty(N, b, dtype=torch.int64, device=dev)
+    big = torch.finfo(dt).max
+    t = target.to(f64)[:, None]
+    zero_col = torch.zeros(N, 1, dtype=f64, device=dev)
+    for p in range(MAX_PASSES):
+        if p >= FIXED_PASSES and bool(done.all()):         # the one host sync (more only if needed)
+            return L, R, None
+        Le = torch.where(torch.isfinite(L), L, gmin)[:, None]
+        Re = torch.where(torch.isfinite(R), R, gmax)[:, None]
+        s = torch.where(Re > Le, K / (Re - Le), 1.0).clamp_max(big)     # finite, > 0: no NaN below
+        S = torch.zeros(3, N, K + 2, dtype=f64, device=dev)     # d_alpha, a2 entering, a2 leaving
+        M = torch.empty(2, N, K + 2, dtype=dt, device=dev)      # largest, smallest breakpoint
+        M[0].fill_(-float("inf"))
+        M[1].fill_(float("inf"))
+        for e, d, k in ((e_in, d_in, 1), (e_out, d_out, 2)):
+            torch.sub(e, Le, out=tmp).mul_(s).ceil_().clamp_(0, K).nan_to_num_(0.0)
+            idx.copy_(tmp)
+            idx += e >= Re
+            S[0].scatter_add_(1, idx, d)
+            S[k].scatter_add_(1, idx, a2)
+            M[0].scatter_reduce_(1, idx, e, "amax")
+            M[1].scatter_reduce_(1, idx, e, "amin")
+        S[:, :, 0] *= ~torch.isfinite(L)                          # bucket 0 is in the base once L is set
+        cum_a, cum_b = S[0].cumsum(1), (S[2] - S[1]).cumsum(1)
+        m = M[0].cummax(1).values
+        m64 = m.to(f64)
+        phi = torch.where(m > -inf, base_a[:, None] + cum_a + (base_b[:, None] + cum_b) * m64,
+                          base_a[:, None])
+        reach = phi <= t
+        j = torch.where(reach.any(1), reach.to(torch.uint8).argmax(1), K + 2)[:, None]
+        mx = torch.cat([-inf.expand(N, 1), m, inf.expand(N, 1)], 1)   # m_{j-1} = mx[j], m_j = mx[j + 1]
+        L_new, R_new = mx.gather(1, j).squeeze(1), mx.gather(1, j + 1).squeeze(1)
+        R_new = torch.where(R_new > -inf, R_new, gmin)                  # at or below the smallest one
+        jc = j.clamp_max(K + 1)
+        settled = (j.squeeze(1) == 0) | (j.squeeze(1) >= K + 1) | (
+            M[1].gather(1, jc) >= M[0].gather(1, jc)).squeeze(1)
+        move = ~done & (L_new > L)                                      # the base follows L
+        base_a = torch.where(move, base_a + torch.cat([zero_col, cum_a], 1).gather(1, j).squeeze(1), base_a)
+        base_b = torch.where(move, base_b + torch.cat([zero_col, cum_b], 1).gather(1, j).squeeze(1), base_b)
+        L = torch.where(move, L_new, L)
+        R = torch.where(done, R, torch.minimum(R, R_new))
+        done = done | settled
+    return L, R, done
 
 
 def coefficients(prob):
-    """Per-coordinate row coefficient a (P, b) and row id (P, b) of a separable problem."""
+    """Per-coordinate row coefficient a (P, b) and row id (P, b) of a separable problem (None: one row)."""
     coef_cell = prob.W.sum(1).expand(prob.P, prob.C)            # one nonzero row per cell
     a = coef_cell.gather(1, prob.cell)
-    return a, prob.rowof[prob.cell]
+    return a, (None if prob.m == 1 else prob.rowof[prob.cell])
 
 
-def per_row(a: torch.Tensor, rowid: torch.Tensor, m: int) -> torch.Tensor:
+def spread(x: torch.Tensor, rowid) -> torch.Tensor:
+    """Per-row values x (P, m) -> each coordinate's row value, (P, b) (or (P, 1) for one row)."""
+    return x if rowid is None else x.gather(1, rowid)
+
+
+def per_row(a: torch.Tensor, rowid, m: int) -> torch.Tensor:
     """(P, b) coefficients -> (P, m, b), row r keeping only its own support."""
-    if m == 1:
+    if rowid is None:
         return a[:, None, :]
     r = torch.arange(m, device=a.device)[None, :, None]
     return torch.where(rowid[:, None, :] == r, a[:, None, :], torch.zeros((), dtype=a.dtype, device=a.device))
@@ -84,11 +200,12 @@ class RowProject(torch.autograd.Function):
     r"""``y = clip(z - nu[row] a, lb, ub)`` for rows with disjoint supports, with the analytic VJP.
 
     Inputs: z (P, b); par (P,) the differentiable scalar of each problem (eps, or lam for the penalized
-    step); A (P, m, b) the rows; a, rowid (P, b) each coordinate's coefficient and row; nu (P, m) the
-    exact multipliers (no grad); solve (P, m) rows whose nu solves ``a_F^T y_F = t - a_X^T y_X`` on the
-    final free set F (active projection rows, penalized rows strictly inside +-lam/2); dt (P, m) = dt/dpar
-    of those rows' target (the side +-1 for eps, 0 for lam); dnu (P, m) = dnu/dpar of the other rows
-    (+-1/2 for clipped penalized rows, else 0). On F, ``nu = (a_F^T z_F + a_X^T y_X - t) / ||a_F||^2``, so
+    step); A (P, m, b) the rows; a, rowid (P, b) each coordinate's coefficient and row (None: one row);
+    nu (P, m) the exact multipliers (no grad); solve (P, m) rows whose nu solves
+    ``a_F^T y_F = t - a_X^T y_X`` on the final free set F (active projection rows, penalized rows strictly
+    inside +-lam/2); dt (P, m) = dt/dpar of those rows' target (the side +-1 for eps, 0 for lam);
+    dnu (P, m) = dnu/dpar of the other rows (+-1/2 for clipped penalized rows, else 0). On F,
+    ``nu = (a_F^T z_F + a_X^T y_X - t) / ||a_F||^2``, so
 
         J = diag(1_F) (I - sum_{solved r} a_F a_F^T / ||a_F||^2) diag(1_F)      (claim L3's projector)
         dy_F / dpar = -a_F dnu_r/dpar,  dnu_r/dpar = -dt_r / ||a_F||^2 (solved) or dnu_r (others).
@@ -99,7 +216,7 @@ class RowProject(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, par, A, a, rowid, nu, solve, dt, dnu, bounds):
         with torch.no_grad():
-            w = z - nu.gather(1, rowid) * a
+            w = z - spread(nu, rowid) * a
             if bounds is None:
                 free = torch.ones_like(w, dtype=torch.bool)
             else:
@@ -117,6 +234,6 @@ class RowProject(torch.autograd.Function):
         vF = torch.where(free, v, torch.zeros_like(v))
         S = (A * vF[:, None, :]).sum(-1)                                    # a_F^T v_F per row
         coef = torch.where(ok, S / den, torch.zeros_like(S))
-        grad_z = vF - torch.where(free, a * coef.gather(1, rowid), torch.zeros_like(v))
+        grad_z = vF - torch.where(free, a * spread(coef, rowid), torch.zeros_like(v))
         grad_par = -(S * dnu_dpar).sum(1) if ctx.needs_input_grad[1] else None
         return grad_z, grad_par, None, None, None, None, None, None, None, None

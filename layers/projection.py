@@ -10,7 +10,8 @@ leading index is an independent problem.
 
 Forward (exact, no iteration tolerance):
 * rows with disjoint supports (dp, mr, eo with one attribute): the breakpoint search of
-  :mod:`layers._rows`, batched, without host syncs; no box: the closed form nu = (a^T z - t) / ||a||^2.
+  :mod:`layers._rows`, batched: a sort of the breakpoints below b = 8192 (no host sync), sort-free bucket
+  passes from there on (one host sync); no box: the closed form nu = (a^T z - t) / ||a||^2.
 * coupled rows (several attributes, dp_pairwise): :mod:`layers._coupled` (augmented Lagrangian with
   semismooth Newton, then an exact polish on the identified active set, certified by the reference's
   KKT tolerance; raises ConvergenceError otherwise). One host sync per iteration.
@@ -31,7 +32,7 @@ import torch
 
 from layers import _coupled
 from layers._problem import Problem, build_problem, scalar_or_batch
-from layers._rows import RowProject, clip, coefficients, per_row, row_root
+from layers._rows import RowProject, clip, coefficients, per_row, row_root, spread
 
 
 def _needs_grad(*ts) -> bool:
@@ -42,7 +43,7 @@ def _rows_output(prob: Problem, par, A, a, rowid, nu, solve, dt, dnu, need_grad)
     """y = clip(z - nu[row] a); with the analytic backward of :class:`layers._rows.RowProject` if asked."""
     if not need_grad:
         with torch.no_grad():
-            return clip(prob.z - nu.gather(1, rowid) * a, prob.bounds)
+            return clip(prob.z - spread(nu, rowid) * a, prob.bounds)
     return RowProject.apply(prob.z, par, A, a, rowid, nu, solve, dt, dnu, prob.bounds)
 
 

@@ -27,6 +27,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import layers
+import layers._rows
 import reference
 from reference.constraints import build_constraints
 from reference.projection import ConvergenceError
@@ -88,8 +89,18 @@ def _agree(inst):
     assert np.abs(y - y_ref).max() <= 1e-12 * scale
 
 
+@pytest.fixture(params=["sort", "sort_free"])
+def bracket(request, monkeypatch):
+    """Both exact bracketings of the separable rows' breakpoint search, whatever b is."""
+    if request.param == "sort_free":
+        monkeypatch.setattr(layers._rows, "SORT_FREE_MIN_B", 1)
+    else:
+        monkeypatch.setattr(layers._rows, "SORT_FREE_MIN_B", 10**18)
+    return request.param
+
+
 @pytest.mark.parametrize("metric,k", SEPARABLE)
-def test_separable_matches_reference(metric, k):
+def test_separable_matches_reference(metric, k, bracket):
     settings(max_examples=80)(given(instances(metric, k))(_agree))()
 
 
@@ -119,6 +130,94 @@ def test_batched_per_problem_inputs_match_loop(metric, k):
         y_ref = reference.project(Z[idx], G[idx], metric=metric, eps=E[idx], bounds=(0, 1), targets=T[idx],
                                   empty="drop")
         assert np.abs(Y[idx] - y_ref).max() <= 1e-12 * (1 + np.abs(Z).max())
+
+
+def _row_instance(kind, b, seed):
+    """(z, a, target, bounds) of one dp row with a chosen breakpoint structure; target inside phi's range."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 2, b)
+    g[:2] = (0, 1)
+    a = np.where(g == 1, -1.0 / g.sum(), 1.0 / (b - g.sum()))
+    bounds, u = (-1.0, 2.0), rng.uniform()
+    z = rng.normal(0.5, 2, b)
+    if kind == "ties":                                   # few distinct breakpoints, many equal ones
+        z = np.round(rng.normal(0.5, 2, b), 0)
+    elif kind == "all_clipped":                          # every z outside the box
+        z = np.where(rng.random(b) < 0.5, -5.0, 7.0) + rng.random(b)
+    elif kind == "geometric":                            # breakpoints spread over many orders of magnitude
+        z = np.sign(rng.normal(size=b)) * 10.0 ** rng.uniform(-12, 12, b)
+        bounds = (-1e-9, 1e-9)
+    elif kind in ("at_max", "at_min"):                   # target = an end of phi's range
+        u = 1.0 if kind == "at_max" else 0.0
+    lb, ub = bounds
+    lo, hi = a @ np.where(a > 0, lb, ub), a @ np.where(a > 0, ub, lb)
+    return z, a, lo + u * (hi - lo), bounds
+
+
+def _y_of(z, a, nu, bounds):
+    return np.clip(z - nu * a, *bounds)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "all_clipped", "geometric", "at_max", "at_min"])
+@pytest.mark.parametrize("passes", [None, 1])
+def test_sort_free_root_matches_reference_root(kind, passes, monkeypatch):
+    """layers._rows sort-free bracketing vs reference.projection.row_value_root (numpy, sorted), several
+    rows at once; passes=1 leaves rows unsettled, which must then take the sort (still exact)."""
+    from layers._rows import row_root
+    from reference.projection import row_value_root
+    monkeypatch.setattr(layers._rows, "SORT_FREE_MIN_B", 1)
+    if passes is not None:
+        monkeypatch.setattr(layers._rows, "MAX_PASSES", passes)
+        monkeypatch.setattr(layers._rows, "FIXED_PASSES", passes)
+    rows = [_row_instance(kind, b, seed) for seed, b in enumerate([2, 3, 50, 999, 4000])]
+    b = max(r[0].size for r in rows)
+    Z, A = np.zeros((len(rows), b)), np.zeros((len(rows), b))   # shorter rows padded with a = 0
+    for i, (z, a, _, _) in enumerate(rows):
+        Z[i, :z.size], A[i, :a.size] = z, a
+    bounds = rows[0][3]
+    T = torch.tensor([r[2] for r in rows])
+    nu = row_root(torch.tensor(Z), torch.tensor(A), T, bounds).numpy()
+    for i, (z, a, t, _) in enumerate(rows):
+        y = _y_of(z, a, nu[i], bounds)
+        y_ref = _y_of(z, a, row_value_root(z, a, t, bounds), bounds)
+        assert np.abs(y - y_ref).max() <= 1e-12 * (1 + np.abs(z).max()), (kind, i)
+
+
+def test_sort_free_root_hypothesis(monkeypatch):
+    """Random row structures and sizes, one row per call: sort-free root == the reference's sorted root."""
+    from layers._rows import row_root
+    from reference.projection import row_value_root
+    monkeypatch.setattr(layers._rows, "SORT_FREE_MIN_B", 1)
+
+    @settings(max_examples=60)
+    @given(st.sampled_from(["normal", "ties", "all_clipped", "geometric", "at_max", "at_min"]),
+           st.integers(2, 3000), st.integers(0, 2**31 - 1))
+    def check(kind, b, seed):
+        z, a, t, bounds = _row_instance(kind, b, seed)
+        nu = row_root(torch.tensor(z)[None], torch.tensor(a)[None], torch.tensor([t]), bounds).item()
+        y_ref = _y_of(z, a, row_value_root(z, a, t, bounds), bounds)
+        assert np.abs(_y_of(z, a, nu, bounds) - y_ref).max() <= 1e-12 * (1 + np.abs(z).max())
+
+    check()
+
+
+def test_sort_free_settles_in_fixed_passes(monkeypatch):
+    """Ordinary data settle within FIXED_PASSES (so the search costs one host sync, no sort fallback)."""
+    from layers._rows import FIXED_PASSES, _bracket_buckets, _Breakpoints
+    monkeypatch.setattr(layers._rows, "MAX_PASSES", FIXED_PASSES)
+    z, a, t, bounds = _row_instance("normal", 100_000, 0)
+    bp = _Breakpoints(torch.tensor(z)[None], torch.tensor(a)[None], bounds, True)
+    assert _bracket_buckets(bp, torch.tensor([t]))[2].all()
+
+
+@pytest.mark.parametrize("metric", ["dp", "mr", "eo"])
+def test_large_b_sort_free_matches_reference(metric):
+    """b = 2e5 > SORT_FREE_MIN_B: the default (sort-free) path against the reference, eps = 0 and 0.05."""
+    assert 200_000 >= layers._rows.SORT_FREE_MIN_B
+    for eps in (0.0, 0.05):
+        inst = make(11, metric, 1, 200_000, eps, (-1.0, 2.0))
+        y_ref = reference.project(**inst)
+        assert np.abs(ours(inst).numpy() - y_ref).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
 
 
 def test_shared_groups_broadcast_over_batch():

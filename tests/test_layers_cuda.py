@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import layers
+import layers._rows
 import reference
 
 if not torch.cuda.is_available():
@@ -131,6 +132,39 @@ def test_separable_hot_path_has_no_host_sync():
         layers.penalized_step(z.detach(), g, lam=eps, bounds=(0.0, 1.0), check=False)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("metric", ["dp", "mr", "eo"])
+def test_cuda_sort_free_large_b_matches_reference(metric):
+    """b = 2e5 (sort-free bracketing: layers._rows.SORT_FREE_MIN_B <= b): CUDA float64 vs the reference."""
+    assert 200_000 >= layers._rows.SORT_FREE_MIN_B
+    inst = make(11, metric, 1, 200_000, 0.05, (-1.0, 2.0))
+    y_ref = reference.project(**inst)
+    y = run(inst, CUDA)
+    assert np.abs(y.cpu().numpy() - y_ref).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
+
+
+def test_sort_free_root_syncs_once():
+    """The sort-free search: FIXED_PASSES passes without host sync, then one check (a single sync)."""
+    import warnings
+
+    from layers._rows import row_root
+    rng = np.random.default_rng(3)
+    b = 1 << 16
+    z = torch.tensor(rng.normal(0.5, 0.3, (4, b)), device=CUDA)
+    a = torch.where(torch.tensor(rng.integers(0, 2, (4, b)), device=CUDA) == 1, -2.0 / b, 2.0 / b).double()
+    t = torch.full((4,), 0.05, dtype=torch.float64, device=CUDA)
+    row_root(z, a, t, (0.0, 1.0), dense=True)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            row_root(z, a, t, (0.0, 1.0), dense=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [x for x in w if "synchroniz" in str(x.message)]
+    assert len(syncs) <= 1, [str(x.message) for x in syncs]
 
 
 def test_mismatched_devices_raise():

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One command for a short GPU session (budget: <= 8 min on an H200, machine start not included):
+#   bash bench/gpu_session.sh            # CUDA tests, layer benchmarks on CUDA, online benchmark on CUDA
+#   bash bench/gpu_session.sh --smoke    # tiny sizes, CUDA parts skip: checks the script end to end on a CPU
+# Needs python3 with torch (CUDA build), numpy, scipy, pytest, hypothesis; cvxpy/cvxpylayers are optional
+# (the authors' layer is skipped without them). Writes everything under $OUT (default ./bench/out):
+#   env.txt, summary.txt (one line per part: rc, seconds), <part>.log, pytest_cuda.xml,
+#   bench_layers_cuda.json, bench_online_cuda.json.
+# Each part has its own timeout (a hang costs that part only); rc 124 in summary.txt = timed out.
+# Run from the repository root. PYTHON overrides the interpreter (default python3).
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./bench/out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HYPOTHESIS_PROFILE=ci
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+: > "$OUT/summary.txt"
+
+part() {   # part NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc and seconds
+    local name=$1 limit=$2 start rc
+    shift 2
+    echo "== $name (timeout ${limit}s): $*"
+    start=$(date +%s)
+    timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    rc=$?
+    echo "$name rc=$rc seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/summary.txt"
+    tail -n 8 "$OUT/$name.log"
+}
+
+{
+    date -u
+    nvidia-smi 2>&1 | head -n 15
+    "$PY" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda,
+'available', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
+    "$PY" -c "import cvxpylayers" 2>&1 | tail -n 1
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+if [ "$SMOKE" = 1 ]; then
+    part tests_cuda 120 "$PY" -m pytest -q -rs -m cuda tests/test_layers_cuda.py tests/test_online.py \
+        --junitxml "$OUT/pytest_cuda.xml"
+    part bench_layers 120 "$PY" -m bench.bench_layers --device cpu --sizes 256 2000 20000 --repeats 3 \
+        --cvx-repeats 1 --cvx-max 256 --no-batched --threads 1 --json "$OUT/bench_layers_smoke.json"
+    part bench_online 120 "$PY" -m bench.bench_online --device cpu --seeds 4 --steps 20 --T 1000 \
+        --parts eager graph reference --json "$OUT/bench_online_smoke.json"
+else
+    # (1) every CUDA-marked test of the suite, tests/test_layers_cuda.py included (~1-2 min expected)
+    part tests_cuda 170 "$PY" -m pytest -q -rs --durations=15 -m cuda tests --continue-on-collection-errors \
+        --junitxml "$OUT/pytest_cuda.xml"
+    # (2) layers on CUDA: b up to 1e8 (f32 forward / one d2d copy of z: fwd_over_copy), 4096 x 256 fwd+bwd;
+    #     the authors' layer only where cvxpylayers is installed (b <= 2000 to keep the budget)
+    part bench_layers 180 "$PY" -m bench.bench_layers --device cuda \
+        --sizes 256 2000 16384 1e5 1e6 1e7 1e8 --repeats 20 --cvx-repeats 3 --cvx-max 2000 \
+        --json "$OUT/bench_layers_cuda.json"
+    # (3) Algorithm 1, 1024 streams on CUDA (eager and CUDA-graph parts; the cvxpylayers part skips itself
+    #     without cvxpy), extrapolated to T = 1e5
+    part bench_online 110 "$PY" -m bench.bench_online --device cuda --seeds 1024 --steps 1000 --T 100000 \
+        --parts eager graph reference --json "$OUT/bench_online_cuda.json"
+fi
+echo "== done; outputs in $OUT"
+cat "$OUT/summary.txt"
