@@ -1,9 +1,14 @@
-"""Shared pytest configuration: hypothesis profiles and clean skipping of CUDA tests.
+"""Shared pytest configuration: hypothesis profiles, and clean skipping where a backend is missing.
 
 Profiles: ``ci`` (derandomised, no deadline: reproducible in CI) is selected by HYPOTHESIS_PROFILE=ci
 (.ci/run sets it); ``dev`` (default) is randomised with the same example counts.
+
+Backends: a test marked ``cvxpy`` or ``torch`` is skipped when that package is not installed (modules that
+need it at import time skip themselves with pytest.importorskip), a ``cuda`` test when CUDA is not
+available. So every environment (tox.ini) collects the whole suite and reports what it could not run.
 """
 
+import importlib.util
 import os
 
 import pytest
@@ -16,18 +21,26 @@ settings.register_profile("dev", deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
+    if not _installed("torch"):
         return False
+    import torch
+
     return torch.cuda.is_available()
 
 
 def pytest_collection_modifyitems(config, items):
-    if _cuda_available():
-        return
-    skip = pytest.mark.skip(reason="CUDA not available (CUDA tests run on a GPU machine: tox -e torch-cuda)")
+    missing = {m: pytest.mark.skip(reason=f"{m} not installed")
+               for m in ("cvxpy", "torch") if not _installed(m)}
+    if not _cuda_available():
+        missing["cuda"] = pytest.mark.skip(
+            reason="CUDA not available (CUDA tests run on a GPU machine: tox -e torch-cuda)")
     for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in missing.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)
+                break

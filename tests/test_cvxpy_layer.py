@@ -17,12 +17,13 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
-import layers
-import reference
-
+torch = pytest.importorskip("torch")
 pytest.importorskip("cvxpylayers")
+
+import layers  # noqa: E402
+import reference  # noqa: E402
+
 pytestmark = [pytest.mark.cvxpy, pytest.mark.torch, pytest.mark.cpu]
 
 TIGHT = {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iters": 200_000}

@@ -22,15 +22,16 @@ Tolerances (u64 = 1.1e-16, u32 = 6.0e-8; scale = 1 + max|z|):
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import layers
-import layers._rows
-import reference
-from reference.constraints import build_constraints
-from reference.projection import ConvergenceError
+torch = pytest.importorskip("torch")
+
+import layers  # noqa: E402
+import layers._rows  # noqa: E402
+import reference  # noqa: E402
+from reference.constraints import build_constraints  # noqa: E402
+from reference.projection import ConvergenceError  # noqa: E402
 
 pytestmark = [pytest.mark.cpu, pytest.mark.torch]
 

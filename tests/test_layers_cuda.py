@@ -1,6 +1,7 @@
 """layers on CUDA: agreement with the CPU layer and the reference, float32 tolerance, gradcheck, no syncs.
 
-Skipped cleanly without a GPU (module-level skip). Tolerances as in tests/test_layers.py:
+Skipped cleanly without a GPU: tests/conftest.py skips each cuda-marked test. Tolerances as in
+tests/test_layers.py:
 * CUDA vs CPU, float64: both are exact up to round-off (same formulas; the sums may be reduced in a
   different order): max |dy| <= 1e-12 * (1 + max|z|).
 * CUDA float32 vs the float64 reference on the float32-rounded input: (4 b + 4) u32 scale kappa for
@@ -15,15 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-import layers
-import layers._rows
-import reference
+torch = pytest.importorskip("torch")
 
-if not torch.cuda.is_available():
-    pytest.skip("CUDA not available (run on a GPU machine)", allow_module_level=True)
+import layers  # noqa: E402
+import layers._rows  # noqa: E402
+import reference  # noqa: E402
 
+# Without a GPU every test here is reported skipped by tests/conftest.py (they are all cuda-marked).
 sys.path.insert(0, str(Path(__file__).parent))
 from test_layers import (  # noqa: E402
     BOUNDS,
