@@ -150,9 +150,10 @@ class Layer:
         return g
 
     def jacobian(self, inst: Instance) -> np.ndarray:
-        """dy/dz (b, b) by reverse-mode autograd through the layer's backward."""
+        """dy/dz (b, b) by reverse-mode autograd through the layer's backward (vectorised for our layer;
+        one backward per row for a solver layer, whose autograd Function does not support vmap)."""
         z = self.tensor(inst.z)
-        J = torch.autograd.functional.jacobian(lambda v: self(v, inst), z, vectorize=True)
+        J = torch.autograd.functional.jacobian(lambda v: self(v, inst), z, vectorize=self.exact)
         return J.detach().cpu().numpy()
 
     def eps_derivative(self, inst: Instance) -> np.ndarray:
@@ -499,10 +500,14 @@ def _worse(cur: tuple[float, float] | None, new: tuple[float, float]) -> tuple[f
     return new if cur is None or new[0] / new[1] > cur[0] / cur[1] else cur
 
 
-def _solver_distance_tol(layer: Layer, f_star: float) -> float:
+def _solver_eps(layer: Layer) -> tuple[float, float]:
+    """(eps_abs, eps_rel) of a solver layer: its options, else SCS's defaults (1e-4, 1e-4)."""
     o = layer.solver_opts
-    eps_abs = float(o.get("eps_abs", o.get("eps", 1e-4)))
-    eps_rel = float(o.get("eps_rel", o.get("eps", 1e-4)))
+    return float(o.get("eps_abs", o.get("eps", 1e-4))), float(o.get("eps_rel", o.get("eps", 1e-4)))
+
+
+def _solver_distance_tol(layer: Layer, f_star: float) -> float:
+    eps_abs, eps_rel = _solver_eps(layer)
     return float(np.sqrt(eps_abs + eps_rel * max(1.0, f_star)))
 
 
@@ -532,13 +537,23 @@ def _jac_tol(b: int, kappa: float) -> float:
               "delta = 4 b u scale kappa (truncation is 0 for a piecewise-affine map below the kink "
               "distance); Jacobian vs projector: 10 b u kappa; kinks: one-sided quotients at h, h/4 agree to "
               "4 delta / h, and |g'(z;u) + g'(z;-u)| exceeds 10x that round-off (it is 0 + round-off at a "
-              "differentiable point of a piecewise-affine map); kink frequency: bound 0",
-    faults=("wrong-sign", "box-ignored-backward")))
+              "differentiable point of a piecewise-affine map); kink frequency: bound 0. Solver layer "
+              "(target paper): only Jacobian vs the projector of the EXACT solution's active set, bound "
+              "kappa * d, d = sqrt(eps_abs + eps_rel f*) / scale the solver's distance bound of L2 (first "
+              "order: on the right active set the differentiated KKT system is perturbed by the primal-dual "
+              "error, amplified by at most the active rows' Gram condition kappa; a wrong active set gives "
+              "O(1) errors, which is what this case exposes); at b = 4096 (16384 full) raw scores, the "
+              "relative VJP error ||J^T v - P v|| / ||v|| <= sqrt(eps_abs + eps_rel) (kappa = 1, one row). "
+              "FD and kink cases are not run on a solver layer (they would measure its stopping noise)",
+    faults=("wrong-sign", "box-ignored-backward"),
+    targets=("ours", "paper")))
 def check_l3(ctx: Context) -> list[CheckResult]:
     try:
         layer = get_layer(ctx)
     except Unavailable as exc:
         return _unavailable("L3", exc)
+    if not layer.exact:
+        return _l3_solver_layer(ctx, layer)
     b = 24 if ctx.full else 12
     out = []
     for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L3 Jacobians")):
@@ -577,6 +592,61 @@ def check_l3(ctx: Context) -> list[CheckResult]:
     out.extend(_kinks(ctx, layer))
     out.append(_kink_frequency(ctx, layer))
     return out
+
+
+def _l3_solver_layer(ctx: Context, layer: Layer) -> list[CheckResult]:
+    """L3 for a solver layer: its autograd Jacobian against the projector of the exact solution's active
+    set (reference.solve), the bound from the solver's tolerance (see the claim's tolerance text)."""
+    b = 24 if ctx.full else 12
+    out = []
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L3 Jacobians (solver layer)")):
+        rng = _seed(ctx, 3, ci)
+        inst = make_instance(case, box, b, rng)
+        lab = case_label(case, box)
+        sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
+                              targets=inst.targets)
+        s = scale_of(inst.z)
+        kappa = gram_condition(sol.constraints, sol.y, 1e-9 * s)
+        rows, free = active_set(sol.constraints, sol.y, tol=1e-9 * s)
+        J_exact = projector_jacobian(sol.constraints.A[rows], free)
+        J = layer.jacobian(inst)
+        d_tol = _solver_distance_tol(layer, float(np.sum((sol.y - inst.z) ** 2))) / s
+        err = float(np.max(np.abs(J - J_exact)))
+        out.append(CheckResult.compare(
+            f"L3-{lab}-projector", err, kappa * d_tol,
+            detail=f"max |J_layer - projector(exact active set)| ({layer.note}); max |J v| error "
+                   f"{float(np.max(np.abs((J - J_exact) @ rng.normal(size=b)))):.3g} for a random v",
+            evidence={"case": lab, "b": b, "seed": ctx.seed, "active_rows": int(rows.sum()),
+                      "clamped": int((~free).sum()), "kappa": kappa, "solver_distance_tol": d_tol}))
+    out.append(_l3_solver_vjp(ctx, layer, 16384 if ctx.full else 4096))
+    return out
+
+
+def _l3_solver_vjp(ctx: Context, layer: Layer, b: int) -> CheckResult:
+    """Large batch of raw scores (z ~ N(0, 3) + g, most coordinates clipped by the box), dp, one attribute:
+    relative error of the layer's VJP J^T v (v ~ N(0, I)) against the exact projector's, bound
+    kappa sqrt(eps_abs + eps_rel) (kappa = 1 for one row): the solver's relative accuracy, to first order."""
+    rng = _seed(ctx, 33, 0)
+    g = rng.integers(0, 2, (b, 1))
+    inst = Instance("dp", rng.normal(0.0, 3.0, b) + g[:, 0], g, None, "dp", EPS, BOX)
+    sol = reference.solve(inst.z, inst.groups, metric="dp", eps=EPS, bounds=BOX)
+    rows, free = active_set(sol.constraints, sol.y, tol=1e-9 * scale_of(inst.z))
+    v = rng.normal(size=b)
+    a = sol.constraints.A[rows]                  # projector onto {w_clamped = 0, a w = 0}: P v, one row
+    pv = np.where(free, v, 0.0)
+    if a.shape[0]:
+        af = np.where(free, a[0], 0.0)
+        pv = pv - af * (af @ pv) / (af @ af)
+    z = layer.tensor(inst.z, requires_grad=True)
+    (layer(z, inst) * layer.tensor(v)).sum().backward()
+    err = float(np.linalg.norm(z.grad.cpu().numpy() - pv) / np.linalg.norm(v))
+    bound = float(np.sqrt(sum(_solver_eps(layer))))
+    return CheckResult.compare(
+        f"L3-dp-box-rawscores-b{b}-vjp", err, bound,
+        detail=f"||J^T v - P v|| / ||v|| at b = {b}, z ~ N(0, 3) + g ({int((~free).sum())} of {b} clamped), "
+               f"{layer.note}",
+        evidence={"b": b, "seed": ctx.seed, "clamped": int((~free).sum()), "active_rows": int(rows.sum()),
+                  "max_abs_err": float(np.max(np.abs(z.grad.cpu().numpy() - pv)))})
 
 
 def _kinks(ctx: Context, layer: Layer) -> list[CheckResult]:
