@@ -54,7 +54,8 @@ class ConvergenceError(RuntimeError):
 @dataclasses.dataclass
 class ProjectionResult:
     """y: (b,) the projection; mu: (m,) signed row multipliers (CLAIMS convention);
-    constraints: the rows; kkt: relative residuals; method: "closed-form" | "breakpoint" | "newton"."""
+    constraints: the rows; kkt: relative residuals; method: "closed-form" | "breakpoint" | "alm-pattern";
+    iterations: Newton steps of the augmented Lagrangian (coupled rows only)."""
 
     y: np.ndarray
     mu: np.ndarray
@@ -182,197 +183,252 @@ def _separable_nu(z: np.ndarray, C: Constraints) -> np.ndarray:
     return nu
 
 
-# --------------------------------------------------------------------------------- coupled: dual Newton
+# ------------------------------------------------------------------- coupled rows: augmented Lagrangian
 
-def _pattern_from(y: np.ndarray, C: Constraints, delta: float):
-    """Active pattern read off an approximate y: rows within delta of a side, coordinates of a bound."""
-    r = C.gaps(y)
+ALM_OUTER = 30            # multiplier updates (each followed by a polish) before raising
+ALM_INNER = 50            # Newton steps per augmented-Lagrangian subproblem
+HALVINGS = 40             # Armijo backtracking steps per Newton step
+ARMIJO = 1e-4
+INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only the active pattern is needed)
+SIGMA0, SIGMA_GROWTH, SIGMA_MAX = 10.0, 10.0, 1e12  # penalty (unit-norm rows, so dimensionless)
+THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12)     # pattern thresholds, relative to 1 + max|z|
+ROUND_OFF = 1e-2          # a residual below ROUND_OFF * kkt_tolerance(b) ends the threshold sweep at once
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cells:
+    """Cell form of the rows: ``A = W[:, cell]`` (each row is constant on the cells of the groups).
+
+    cell: (b,) cell index of each coordinate; W: (m, q) the q distinct columns of A.
+    """
+
+    cell: np.ndarray
+    W: np.ndarray
+
+    @classmethod
+    def of(cls, A: np.ndarray) -> _Cells:
+        """Distinct columns of A via a random linear key (O(m b) plus one sort), checked exactly."""
+        key = np.zeros(A.shape[1])
+        for row, r in zip(A, np.random.default_rng(0).uniform(1.0, 2.0, A.shape[0]), strict=True):
+            key += r * row                               # elementwise: equal columns give equal keys
+        _, first, cell = np.unique(key, return_index=True, return_inverse=True)
+        cells = cls(cell=cell.reshape(-1), W=A[:, first])
+        if not np.array_equal(cells.W[:, cells.cell], A):  # a key collision (never seen): sort columns
+            W, cell = np.unique(A.T, axis=0, return_inverse=True)
+            cells = cls(cell=cell.reshape(-1), W=W.T)
+        return cells
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """(q,) sums of x over each cell."""
+        return np.bincount(self.cell, weights=x, minlength=self.W.shape[1])
+
+    def counts(self, mask: np.ndarray) -> np.ndarray:
+        """(q,) number of coordinates of each cell in mask."""
+        return np.bincount(self.cell[mask], minlength=self.W.shape[1]).astype(np.float64)
+
+    def spread(self, W: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(W^T x)[cell], shape (b,): A^T x for the rows W."""
+        return (x @ W)[self.cell]
+
+
+def _alm_iterates(z: np.ndarray, C: Constraints, cells: _Cells):
+    """Augmented Lagrangian of the projection with every constraint dualised (rows scaled to unit norm):
+
+        f(y) = 1/2 ||y - z||^2 + sigma/2 dist(A_n y + nu/sigma, [l, u])^2
+               + sigma/2 dist(y + rho/sigma, box)^2.
+
+    f is C^1, piecewise quadratic and 1-strongly convex; each subproblem is solved by semismooth Newton
+    steps with Armijo backtracking. The generalised Hessian ``I + sigma D + sigma A_J^T A_J`` (D: coordinates
+    outside the box, J: rows outside [l, u]) is inverted by Woodbury through the m x m matrix
+    ``I / sigma + A_J D'^-1 A_J^T`` in cell form: dependent rows (pairwise cells, mr with several
+    attributes) do not make it singular. Then ``nu = sigma dist-part``, ``rho`` likewise, sigma grows.
+    Yields ``(y, nu, rho, newton_steps)`` (nu, rho half-scaled: ``y - z + A^T nu + rho ~ 0``) first for
+    ``clip(z)`` and then after every multiplier update. Approximate: it only identifies the active pattern.
+    """
+    W, cell = cells.W, cells.cell
+    norm = np.sqrt((W * W) @ cells.counts(np.ones(z.size, dtype=bool)))
+    Wn, lo, hi = W / norm[:, None], C.lo / norm, C.hi / norm
+    scale = 1.0 + float(np.max(np.abs(z)))
+    y = _clip(z, C.bounds)
+    nu, rho, sigma, steps = np.zeros(C.m), np.zeros(z.size), SIGMA0, 0
+
+    def parts(y):
+        v = Wn @ cells.sums(y) + nu / sigma
+        t = y + rho / sigma
+        return v - np.clip(v, lo, hi), t - _clip(t, C.bounds)
+
+    def value(y):
+        dv, dt = parts(y)
+        return 0.5 * np.sum((y - z) ** 2) + 0.5 * sigma * (dv @ dv + dt @ dt)
+
+    yield y, nu, rho, steps
+    for _outer in range(ALM_OUTER):
+        for _inner in range(ALM_INNER):
+            dv, dt = parts(y)
+            grad = (y - z) + sigma * (dv @ Wn)[cell] + sigma * dt
+            if np.max(np.abs(grad)) <= INNER_TOL * scale:
+                break
+            d_inv = 1.0 / (1.0 + sigma * (dt != 0))
+            WJ = Wn[dv != 0]
+            g = -grad * d_inv
+            S = (WJ * cells.sums(d_inv)) @ WJ.T + np.eye(WJ.shape[0]) / sigma
+            step = g - d_inv * cells.spread(WJ, np.linalg.solve(S, WJ @ cells.sums(g)))
+            f0, slope, alpha = value(y), float(grad @ step), 1.0
+            for _ in range(HALVINGS):
+                trial = y + alpha * step
+                if value(trial) <= f0 + ARMIJO * alpha * slope + 1e-15 * abs(f0):
+                    break
+                alpha *= 0.5
+            else:
+                break                                    # no decrease left: solved to round-off
+            y, steps = trial, steps + 1
+            dv_new, dt_new = parts(y)
+            if alpha == 1.0 and np.array_equal(dv_new != 0, dv != 0) and np.array_equal(dt_new != 0, dt != 0):
+                break                                    # full step on the same piece: exact minimiser
+            if alpha * np.max(np.abs(step)) <= INNER_TOL * scale:
+                break                                    # steps at round-off level (large b, large sigma)
+        dv, dt = parts(y)
+        nu, rho = sigma * dv, sigma * dt
+        sigma = min(sigma * SIGMA_GROWTH, SIGMA_MAX)
+        yield y, nu / norm, rho, steps
+
+
+def _pattern_from(y, nu, rho, C: Constraints, cells: _Cells, delta: float):
+    """Active pattern read off an approximate (y, nu, rho): every constraint within delta of its side,
+    weakly active ones included (the projection onto their affine set is still y*). When both sides of
+    a row (eps < delta) or of the box are within delta, the multiplier's sign picks the side (sign 0:
+    the row is left out, the coordinate free)."""
+    r = cells.W @ cells.sums(y) - C.center
     if C.eps == 0:
         upper, lower = np.abs(r) <= delta, np.zeros(C.m, dtype=bool)
     else:
-        upper, lower = r >= C.eps - delta, r <= -C.eps + delta
+        near_up, near_lo = r >= C.eps - delta, r <= -C.eps + delta
+        both = near_up & near_lo
+        upper, lower = near_up & ~(both & (nu <= 0)), near_lo & ~(both & (nu >= 0))
     if C.bounds is None:
         return upper, lower, np.zeros(y.size, dtype=bool), np.zeros(y.size, dtype=bool)
     lb, ub = C.bounds
-    return upper, lower, y >= ub - delta, y <= lb + delta
+    near_ub, near_lb = y >= ub - delta, y <= lb + delta
+    both = near_ub & near_lb
+    return upper, lower, near_ub & ~(both & (rho <= 0)), near_lb & ~(both & (rho >= 0))
 
 
-def _solve_pattern(z: np.ndarray, C: Constraints, pattern):
+def _solve_pattern(z: np.ndarray, C: Constraints, cells: _Cells, pattern):
     """Exact solution for a given active pattern (upper rows, lower rows, coordinates at ub / lb).
 
     Given the pattern the projection is onto an affine set: ``y_F = z_F - A_TF^T nu`` with
-    ``(A_TF A_TF^T) nu = A_TF z_F - rhs`` solved by least squares (consistent, possibly rank-deficient:
-    y is unique even when nu is not); sign-correct multipliers then come from bounded least squares.
-    Returns (nu, y) with nu half-scaled.
+    ``(A_TF A_TF^T) nu = A_TF z_F + A_TX y_X - c_T - side_T`` solved by least squares (consistent, possibly
+    rank-deficient: y is unique even when nu is not; the Gram matrix is ``W_T diag(n_F) W_T^T`` in cell
+    form); sign-correct multipliers then come from bounded least squares. Returns (nu, y), nu half-scaled.
     """
     upper, lower, at_ub, at_lb = pattern
-    A, c, eps = C.A, C.center, C.eps
     T = upper | lower
-    y = z.copy()
     free = ~(at_ub | at_lb)
+    y = z.copy()
     if C.bounds is not None:
         y = np.where(at_ub, C.bounds[1], np.where(at_lb, C.bounds[0], y))
     nu = np.zeros(C.m)
     if T.any():
-        AT = A[T]
-        ATF = AT[:, free]
-        side = np.where(upper[T], eps, -eps)
-        rhs = c[T] + side - AT[:, ~free] @ y[~free]
-        nu_T = np.linalg.lstsq(ATF @ ATF.T, ATF @ z[free] - rhs, rcond=None)[0]
-        y[free] = z[free] - ATF.T @ nu_T
-        nu[T] = _signed_multipliers(AT, z - y, free, y, C, upper[T], lower[T])
+        WT = cells.W[T]
+        side = np.where(upper[T], C.eps, -C.eps)
+        rhs = C.A[T] @ y - C.center[T] - side
+        nu_T = np.linalg.lstsq((WT * cells.counts(free)) @ WT.T, rhs, rcond=None)[0]
+        y[free] = z[free] - cells.spread(WT, nu_T)[free]
+        nu[T] = _signed_multipliers(cells, WT, nu_T, z - y, free, y, C, upper[T], lower[T])
     return nu, y
 
 
-def _refine_pattern(z: np.ndarray, C: Constraints, pattern, nu: np.ndarray, y: np.ndarray):
-    """One primal-dual active-set correction of a pattern whose solution is not KKT-certified:
-    free clamped coordinates whose box multiplier has the wrong sign, clamp free coordinates outside the
-    box, activate violated rows, release active rows whose multiplier is zero."""
-    upper, lower, at_ub, at_lb = (p.copy() for p in pattern)
-    r = C.gaps(y)
-    upper |= r > C.eps
-    lower |= r < -C.eps
-    upper &= ~((nu == 0) & (r < C.eps))
-    lower &= ~((nu == 0) & (r > -C.eps))
-    if C.bounds is not None:
-        lb, ub = C.bounds
-        rho = z - y - C.A.T @ nu                        # half-scaled box multipliers
-        # a violated row cannot be met with these coordinates clamped: free those that can move its way
-        too_high = (r > C.eps)[:, None] & (((C.A > 0) & at_ub) | ((C.A < 0) & at_lb))
-        too_low = (r < -C.eps)[:, None] & (((C.A > 0) & at_lb) | ((C.A < 0) & at_ub))
-        stuck = ~((C.A != 0) & ~(at_ub | at_lb)).any(axis=1)   # rows with no free coordinate left
-        release = ((too_high | too_low) & stuck[:, None]).any(axis=0)
-        at_ub = (at_ub & ~(rho < 0) & ~release) | (y > ub)
-        at_lb = (at_lb & ~(rho > 0) & ~release) | (y < lb)
-    return upper, lower, at_ub, at_lb
-
-
-def _signed_multipliers(AT, resid, free, y, C: Constraints, upper, lower) -> np.ndarray:
-    """Multipliers nu_T (half-scaled) with the KKT signs, by bounded least squares (BVLS).
+def _signed_multipliers(cells: _Cells, WT, nu_T, resid, free, y, C: Constraints, upper, lower) -> np.ndarray:
+    """Multipliers nu_T (half-scaled) with the KKT signs: the pattern solve's own ``nu_T`` when its signs
+    are right, else bounded least squares (BVLS) with its free variables re-solved by least squares
+    (BVLS alone is accurate to ~1e-12 relative only); whichever leaves the smaller residual.
 
     Stationarity (half-scaled) is ``A_T^T nu + rho = z - y`` with rho = 0 on free coordinates,
     rho >= 0 at ub and rho <= 0 at lb, nu >= 0 on upper-active rows and <= 0 on lower-active rows.
-    Coordinates with the same column of A_T (same cell) give the same row of this system, so it is
-    aggregated per cell: free coordinates give one equation, and of the clamped ones only the tightest
-    (smallest z - ub, largest z - lb) matters, each with a sign-bounded slack.
+    Coordinates of the same cell give the same row of this system, so it is aggregated per cell: free
+    coordinates give one equation (right-hand side the shift ``(W_T^T nu_T)_q`` that made their y, exactly;
+    a float sum over the cell would carry ~sqrt(n) u of round-off into multipliers of size ~n), and of
+    the clamped ones only the tightest (smallest z - ub, largest z - lb) matters, each with a
+    sign-bounded slack.
     """
     from scipy.optimize import lsq_linear
 
-    cols, cell = np.unique(AT.T, axis=0, return_inverse=True)
-    cell = cell.reshape(-1)
-    rows, target, slack_sign = [], [], []
-    for q in range(cols.shape[0]):
-        in_q = cell == q
-        fq = in_q & free
-        if fq.any():
-            rows.append(cols[q])
-            target.append(float(np.mean(resid[fq])))
-            slack_sign.append(0)
-        if C.bounds is not None:
-            lb, ub = C.bounds
-            uq, lq = in_q & ~free & (y == ub), in_q & ~free & (y == lb)
-            if uq.any():
-                rows.append(cols[q])
-                target.append(float(np.min(resid[uq])))
-                slack_sign.append(1)
-            if lq.any():
-                rows.append(cols[q])
-                target.append(float(np.max(resid[lq])))
-                slack_sign.append(-1)
-    M = np.array(rows)
-    slack_idx = [i for i, sgn in enumerate(slack_sign) if sgn != 0]
-    S = np.zeros((len(rows), len(slack_idx)))
-    for j, i in enumerate(slack_idx):
-        S[i, j] = 1.0
-    nT = AT.shape[0]
+    q = cells.W.shape[1]
+    n_free = cells.counts(free)
+    has = n_free > 0
+    equations = [(WT[:, has].T, (nu_T @ WT)[has], 0)]   # = z_i - y_i on the cell's free coordinates
+    if C.bounds is not None:
+        lb, ub = C.bounds
+        for at, pick, sign in ((~free & (y == ub), np.minimum, 1), (~free & (y == lb), np.maximum, -1)):
+            tight = np.full(q, np.inf * sign)
+            pick.at(tight, cells.cell[at], resid[at])
+            has = np.isfinite(tight)
+            equations.append((WT[:, has].T, tight[has], sign))
+    M = np.vstack([e[0] for e in equations])
+    target = np.concatenate([e[1] for e in equations])
+    signs = np.concatenate([np.full(e[1].size, e[2]) for e in equations])
+    slack = signs != 0
+    S = np.eye(target.size)[:, slack]
+    nT = WT.shape[0]
     if C.eps == 0:
         lo_nu, hi_nu = np.full(nT, -np.inf), np.full(nT, np.inf)
     else:
         lo_nu = np.where(upper, 0.0, -np.inf)
         hi_nu = np.where(lower & ~upper, 0.0, np.inf)
-    lo_s = np.array([0.0 if slack_sign[i] > 0 else -np.inf for i in slack_idx])
-    hi_s = np.array([np.inf if slack_sign[i] > 0 else 0.0 for i in slack_idx])
-    fit = lsq_linear(np.hstack([M, S]), np.array(target),
-                     bounds=(np.concatenate([lo_nu, lo_s]), np.concatenate([hi_nu, hi_s])),
-                     method="bvls", tol=1e-15)
-    return fit.x[:nT]
+    lo_s = np.where(signs[slack] > 0, 0.0, -np.inf)
+    hi_s = np.where(signs[slack] > 0, np.inf, 0.0)
+    K = np.hstack([M, S])
+    lo, hi = np.concatenate([lo_nu, lo_s]), np.concatenate([hi_nu, hi_s])
+
+    def fitted(x):                                       # sign-correct x and its residual
+        x = np.clip(x, lo, hi)
+        return float(np.max(np.abs(K @ x - target))), x
+
+    own = fitted(np.concatenate([nu_T, target[slack] - M[slack] @ nu_T]))
+    if np.all((lo_nu <= nu_T) & (nu_T <= hi_nu)) and own[0] <= 1e-14 * (1.0 + np.max(np.abs(target))):
+        return nu_T
+    col = np.linalg.norm(K, axis=0)                     # unit columns: entries of W are ~1/n,
+    col[col == 0] = 1.0                                  # multipliers ~n (b = 1e6: 1e5)
+    x = lsq_linear(K / col, target, bounds=(lo, hi), method="bvls", tol=1e-15).x / col
+    inner = (x > lo) & (x < hi)                          # re-solve BVLS's free variables exactly
+    x_re = x.copy()
+    if inner.any():
+        x_re[inner] = np.linalg.lstsq(K[:, inner], target - K[:, ~inner] @ x[~inner], rcond=None)[0]
+    return min(own, fitted(x), fitted(x_re), key=lambda t: t[0])[1][:nT]
 
 
-def _newton_nu(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, int]:
-    """Coupled rows: approximate dual solve, then exact polish certified by the KKT residual.
+def _coupled(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, np.ndarray, int]:
+    """Coupled rows: augmented Lagrangian to find the active pattern, exact pattern solve, KKT certificate.
 
-    Dual (half-scaled): ``min_nu Phi(nu) = 1/2||w||^2 - 1/2 dist(w, box)^2 + c^T nu + eps ||nu||_1``,
-    ``w = z - A^T nu``, split as ``nu = p - q`` with ``p, q >= 0`` so that it is C^1 and bound-constrained
-    (L-BFGS-B). The rows of coupled metrics are often linearly dependent (mr over several attributes,
-    pairwise cells), so nu need not be unique; the primal y is. From the approximate y we read the
-    active pattern at a sequence of thresholds, solve it exactly (:func:`_solve_pattern`) and correct it
-    (:func:`_refine_pattern`) until certified; the
-    first candidate whose relative KKT residual is <= 1e-12 is returned. Anything else raises.
-    Returns the half-scaled multipliers nu and the number of L-BFGS-B iterations.
+    After each multiplier update of :func:`_alm_iterates` the pattern is read at the thresholds
+    ``THRESHOLDS`` (relative to 1 + max|z|) and solved exactly (:func:`_solve_pattern`); the first
+    solution whose relative KKT residual is <= ``kkt_tolerance(b)`` is returned. Anything else raises.
+    Returns (nu half-scaled, y, Newton steps).
     """
-    from scipy.optimize import minimize
-
-    A, c, eps, m = C.A, C.center, C.eps, C.m
-    scale = 1.0 + float(np.max(np.abs(z)))
-
-    def fun(x):
-        nu = x[:m] - x[m:]
-        w = z - A.T @ nu
-        y = _clip(w, C.bounds)
-        phi = 0.5 * (w @ w) - 0.5 * np.sum((w - y) ** 2) + c @ nu + eps * x.sum()
-        g_nu = c - A @ y
-        return phi, np.concatenate([g_nu + eps, -g_nu + eps])
-
-    L = float(np.linalg.norm(A @ A.T, 2)) * 2.0         # Lipschitz constant of grad in (p, q)
-
-    def fista(x, n_iter):
-        """Accelerated projected gradient with adaptive restart: slow but never stalls."""
-        xk, yk, tk, fk = x.copy(), x.copy(), 1.0, fun(x)[0]
-        for _ in range(n_iter):
-            f_y, g_y = fun(yk)
-            x_new = np.maximum(yk - g_y / L, 0.0)
-            f_new = fun(x_new)[0]
-            if f_new > fk:                               # restart the momentum
-                yk, tk = xk.copy(), 1.0
-                continue
-            t_new = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-            yk = x_new + (tk - 1) / t_new * (x_new - xk)
-            xk, tk, fk = x_new, t_new, f_new
-        return xk
-
-    def certify(x):
-        nonlocal best
-        y_approx = _clip(z - A.T @ (x[:m] - x[m:]), C.bounds)
-        for rel in (1e-4, 1e-6, 1e-8, 1e-10, 1e-12):
-            pattern = _pattern_from(y_approx, C, rel * scale)
-            for _correction in range(20):
-                nu, y = _solve_pattern(z, C, pattern)
-                res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
-                if res <= tol:
-                    return nu
-                best = res if best is None else min(best, res)
-                refined = _refine_pattern(z, C, pattern, nu, y)
-                if all(np.array_equal(p, q) for p, q in zip(refined, pattern, strict=True)):
-                    break
-                pattern = refined
-        return None
-
-    x = np.zeros(2 * m)
-    iters = 0
-    best = None
+    cells = _Cells.of(C.A)
     tol = kkt_tolerance(z.size)
-    for maxiter in (50, 200, 1000, 5000, 20000):   # short rounds: we only need the active pattern
-        opt = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=[(0, None)] * (2 * m),
-                       options={"maxiter": maxiter, "maxcor": 30, "ftol": 0.0, "gtol": 1e-15})
-        x, iters = opt.x, iters + opt.nit
-        if not opt.success and opt.nit < maxiter:        # line-search breakdown: safeguarded steps
-            x = fista(x, min(20 * maxiter, 2000))
-            iters += min(20 * maxiter, 2000)
-        nu = certify(x)
-        if nu is not None:
-            return nu, iters
+    scale = 1.0 + float(np.max(np.abs(z)))
+    tried, best = set(), (np.inf, None, None)
+    for y_a, nu_a, rho_a, steps in _alm_iterates(z, C, cells):
+        y_a, new = _clip(y_a, C.bounds), False
+        for rel in THRESHOLDS:
+            pattern = _pattern_from(y_a, nu_a, rho_a, C, cells, rel * scale)
+            key = b"".join(np.packbits(p).tobytes() for p in pattern)
+            if key in tried:
+                continue
+            tried.add(key)
+            nu, y = _solve_pattern(z, C, cells, pattern)
+            res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
+            if res <= ROUND_OFF * tol:             # the exact pattern: no better candidate exists
+                return nu, y, steps
+            best, new = min(best, (res, nu, y), key=lambda t: t[0]), True
+        if best[0] <= tol and not new:             # certified, and the iterate reads no new pattern
+            return best[1], best[2], steps
+    if best[0] <= tol:
+        return best[1], best[2], steps
     raise ConvergenceError(f"coupled solver: no active pattern certified to relative KKT residual "
-                           f"{tol:g} (best {best:.3g}, m={m}, b={z.size})")
+                           f"{tol:g} after {ALM_OUTER} augmented-Lagrangian steps (best {best[0]:.3g}, "
+                           f"m={C.m}, b={z.size})")
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -387,14 +443,15 @@ def solve(z, groups, *, metric: str, eps, bounds=None, targets=None,
     """
     z = as_float_vector(z)
     C = build_constraints(groups, metric, eps=eps, b=z.size, targets=targets, bounds=bounds, empty=empty)
+    iters = 0
     if C.m == 0:
-        nu, method, iters = np.zeros(0), "closed-form", 0
+        nu, y, method = np.zeros(0), _clip(z.copy(), C.bounds), "closed-form"
     elif C.separable():
-        nu, method, iters = _separable_nu(z, C), ("closed-form" if C.bounds is None else "breakpoint"), 0
+        nu, method = _separable_nu(z, C), ("closed-form" if C.bounds is None else "breakpoint")
+        y = _clip(z - C.A.T @ nu, C.bounds)
     else:
-        nu, iters = _newton_nu(z, C)
-        method = "newton"
-    y = _clip(z - C.A.T @ nu, C.bounds) if C.m else _clip(z.copy(), C.bounds)
+        nu, y, iters = _coupled(z, C)
+        method = "alm-pattern"
     kkt = kkt_residuals(y, z, C, 2.0 * nu)
     if kkt["max"] > kkt_tolerance(z.size) * 10:  # breakpoint/closed form: round-off only, else a bug
         raise ConvergenceError(f"{method} solution has relative KKT residual {kkt['max']:.3g}")
