@@ -198,7 +198,8 @@ ARMIJO = 1e-4
 INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only the active pattern is needed)
 SIGMA0, SIGMA_GROWTH, SIGMA_MAX = 10.0, 10.0, 1e12  # penalty (unit-norm rows, so dimensionless)
 THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12)     # pattern thresholds, relative to 1 + max|z|
-ROUND_OFF = 1e-2          # a residual below ROUND_OFF * kkt_tolerance(b) ends the threshold sweep at once
+FINE_THRESHOLDS = (1e-12, 1e-13, 1e-14)           # re-read off a nearly certified exact pattern solution
+ROUND_OFF = 1e-2          # a residual below ROUND_OFF * kkt_tolerance(b) ends the search at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +232,14 @@ class _Cells:
     def counts(self, mask: np.ndarray) -> np.ndarray:
         """(q,) number of coordinates of each cell in mask."""
         return np.bincount(self.cell[mask], minlength=self.W.shape[1]).astype(np.float64)
+
+    def extreme(self, x: np.ndarray, mask: np.ndarray, largest: bool) -> np.ndarray:
+        """(q,) max (largest) or min of x over each cell's coordinates in mask; -inf / inf where none."""
+        out = np.full(self.W.shape[1], -np.inf if largest else np.inf)
+        for k in np.flatnonzero(self.counts(mask)):
+            sel = x[mask & (self.cell == k)]
+            out[k] = sel.max() if largest else sel.min()
+        return out
 
     def spread(self, W: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(W^T x)[cell], shape (b,): A^T x for the rows W."""
@@ -359,15 +368,13 @@ def _signed_multipliers(cells: _Cells, WT, nu_T, resid, free, y, C: Constraints,
     """
     from scipy.optimize import lsq_linear
 
-    q = cells.W.shape[1]
     n_free = cells.counts(free)
     has = n_free > 0
     equations = [(WT[:, has].T, (nu_T @ WT)[has], 0)]   # = z_i - y_i on the cell's free coordinates
     if C.bounds is not None:
         lb, ub = C.bounds
-        for at, pick, sign in ((~free & (y == ub), np.minimum, 1), (~free & (y == lb), np.maximum, -1)):
-            tight = np.full(q, np.inf * sign)
-            pick.at(tight, cells.cell[at], resid[at])
+        for at, sign in ((~free & (y == ub), 1), (~free & (y == lb), -1)):
+            tight = cells.extreme(resid, at, largest=sign < 0)
             has = np.isfinite(tight)
             equations.append((WT[:, has].T, tight[has], sign))
     M = np.vstack([e[0] for e in equations])
@@ -407,19 +414,23 @@ def _coupled(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, np.ndarray, int
     """Coupled rows: augmented Lagrangian to find the active pattern, exact pattern solve, KKT certificate.
 
     After each multiplier update of :func:`_alm_iterates` the pattern is read at the thresholds
-    ``THRESHOLDS`` (relative to 1 + max|z|) and solved exactly (:func:`_solve_pattern`). A solution whose
-    relative KKT residual is at round-off level (<= ``ROUND_OFF * kkt_tolerance(b)``) is returned at once;
-    otherwise the best one with a residual <= ``kkt_tolerance(b)`` is returned after the last update (a
-    near-degenerate instance, e.g. eps ~ 1e-11: the two sides of a row closer than the approximate phase
-    can resolve). Anything else raises. Returns (nu half-scaled, y, Newton steps).
+    ``THRESHOLDS`` (relative to 1 + max|z|) and solved exactly (:func:`_solve_pattern`); when the best
+    exact solution so far is within 1e3 of the tolerance, patterns are also re-read off it (and its
+    multipliers) at ``FINE_THRESHOLDS``: it is exact on its pattern, so finer than the ALM iterate. A
+    solution whose relative KKT residual is at round-off level (<= ``ROUND_OFF * kkt_tolerance(b)``) is
+    returned at once; otherwise the best one with a residual <= ``kkt_tolerance(b)`` after the last update
+    (a near-degenerate instance, e.g. eps ~ 1e-11: the two sides of a row closer than the approximate
+    phase resolves). Anything else raises. Returns (nu half-scaled, y, Newton steps).
     """
     cells = _Cells.of(C.A)
     tol = kkt_tolerance(z.size)
     scale = 1.0 + float(np.max(np.abs(z)))
     tried, best = set(), (np.inf, None, None)
-    for y_a, nu_a, rho_a, steps in _alm_iterates(z, C, cells):
-        y_a = _clip(y_a, C.bounds)
-        for rel in THRESHOLDS:
+
+    def polish(y_a, nu_a, rho_a, thresholds):
+        """Exact solutions of the patterns read at the thresholds; the certified-to-round-off one or None."""
+        nonlocal best
+        for rel in thresholds:
             pattern = _pattern_from(y_a, nu_a, rho_a, C, cells, rel * scale)
             key = b"".join(np.packbits(p).tobytes() for p in pattern)
             if key in tried:
@@ -427,9 +438,18 @@ def _coupled(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, np.ndarray, int
             tried.add(key)
             nu, y = _solve_pattern(z, C, cells, pattern)
             res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
-            if res <= ROUND_OFF * tol:             # the exact pattern: no better candidate exists
-                return nu, y, steps
+            if res <= ROUND_OFF * tol:                 # the exact pattern: no better candidate exists
+                return nu, y
             best = min(best, (res, nu, y), key=lambda t: t[0])
+        return None
+
+    for y_a, nu_a, rho_a, steps in _alm_iterates(z, C, cells):
+        found = polish(_clip(y_a, C.bounds), nu_a, rho_a, THRESHOLDS)
+        if found is None and best[0] <= 1e3 * tol:     # re-read finer off the best exact solution so far:
+            nu_b, y_b = best[1], best[2]               # exact on its pattern, more accurate than y_a
+            found = polish(y_b, nu_b, z - y_b - C.A.T @ nu_b, FINE_THRESHOLDS)
+        if found is not None:
+            return found[0], found[1], steps
     if best[0] <= tol:                             # certified, not to round-off: a near-degenerate pattern
         return best[1], best[2], steps
     raise ConvergenceError(f"coupled solver: no active pattern certified to relative KKT residual "
@@ -583,17 +603,16 @@ def _least_l1_multipliers(z: np.ndarray, res: ProjectionResult) -> np.ndarray:
 
     C, y = res.constraints, res.y
     cells = _Cells.of(C.A)
-    W, m, q = cells.W, C.m, cells.W.shape[1]
+    W, m = cells.W, C.m
     resid = z - y
     clamped = np.zeros(z.size, dtype=bool) if C.bounds is None else (y == C.bounds[0]) | (y == C.bounds[1])
     has_free = cells.counts(~clamped) > 0
-    shift = np.zeros(q)
+    shift = np.zeros(W.shape[1])
     shift[cells.cell[~clamped]] = resid[~clamped]     # z_i - y_i is the cell's shift on free coordinates
     rows_le, rhs_le = [], []                          # W_q^T nu <= rhs (ub), -W_q^T nu <= -rhs (lb)
     if C.bounds is not None:
-        for at, pick, sign in ((y == C.bounds[1], np.minimum, 1.0), (y == C.bounds[0], np.maximum, -1.0)):
-            tight = np.full(q, np.inf * sign)
-            pick.at(tight, cells.cell[at], resid[at])
+        for at, sign in ((y == C.bounds[1], 1.0), (y == C.bounds[0], -1.0)):
+            tight = cells.extreme(resid, at, largest=sign < 0)
             keep = np.isfinite(tight) & ~has_free
             rows_le += list(sign * W[:, keep].T)
             rhs_le += list(sign * tight[keep])
