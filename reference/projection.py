@@ -444,6 +444,9 @@ def _coupled(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, np.ndarray, int
         return None
 
     for y_a, nu_a, rho_a, steps in _alm_iterates(z, C, cells):
+        r = np.abs(cells.W @ cells.sums(y_a) - C.center) - C.eps
+        if steps and max(float(np.max(r)), float(np.max(np.abs(y_a - _clip(y_a, C.bounds))))) > 1e-4 * scale:
+            continue                               # an ALM iterate still far from C: skip its patterns
         found = polish(_clip(y_a, C.bounds), nu_a, rho_a, THRESHOLDS)
         if found is None and best[0] <= 1e3 * tol:     # re-read finer off the best exact solution so far:
             nu_b, y_b = best[1], best[2]               # exact on its pattern, more accurate than y_a
