@@ -25,7 +25,7 @@ Two exact methods, no iteration tolerance:
   affine set of ALL constraints active at y* is y* itself, so a least-squares solve on the pattern
   returns y* to round-off; sign-correct multipliers follow (the solve's own, or bounded least squares).
   (3) The answer is returned only if its relative KKT residual is <= ``kkt_tolerance(b)``; thresholds
-  1e-4..1e-12 are tried after every multiplier update, and the solver raises ConvergenceError after 30
+  1e-4..1e-14 are tried after every multiplier update, and the solver raises ConvergenceError after 30
   updates without a certificate. No iteration tolerance reaches the answer: phase (1) only picks the
   pattern.
 """
@@ -197,7 +197,7 @@ HALVINGS = 40             # Armijo backtracking steps per Newton step
 ARMIJO = 1e-4
 INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only the active pattern is needed)
 SIGMA0, SIGMA_GROWTH, SIGMA_MAX = 10.0, 10.0, 1e12  # penalty (unit-norm rows, so dimensionless)
-THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12)     # pattern thresholds, relative to 1 + max|z|
+THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-13, 1e-14)  # pattern thresholds, relative to 1 + max|z|
 FINE_THRESHOLDS = (1e-12, 1e-13, 1e-14)           # re-read off a nearly certified exact pattern solution
 ROUND_OFF = 1e-2          # a residual below ROUND_OFF * kkt_tolerance(b) ends the search at once
 
