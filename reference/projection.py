@@ -334,7 +334,7 @@ def _solve_pattern(z: np.ndarray, C: Constraints, cells: _Cells, pattern):
     Given the pattern the projection is onto an affine set: ``y_F = z_F - A_TF^T nu`` with
     ``(A_TF A_TF^T) nu = A_TF z_F + A_TX y_X - c_T - side_T`` solved by least squares (consistent, possibly
     rank-deficient: y is unique even when nu is not; the Gram matrix is ``W_T diag(n_F) W_T^T`` in cell
-    form); sign-correct multipliers then come from bounded least squares. Returns (nu, y), nu half-scaled.
+    form); then sign-correct multipliers (:func:`_signed_multipliers`). Returns (nu, y), nu half-scaled.
     """
     upper, lower, at_ub, at_lb = pattern
     T = upper | lower
