@@ -547,7 +547,7 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
     with tolerance t (convex, piecewise quadratic; ``-V'(t) = sum_k |mu_k(t)|``). One row: the multiplier
     is ``nu = clip(root of a^T y(nu) = c, -lam/2, lam/2)``, found by the breakpoint search.
     Several rows: ``t* = 0`` iff ``lam >= -V'(0+)`` = the least ``sum |mu|`` over the multipliers of the
-    eps = 0 projection (a set, not a point, when coordinates sit on the box: :func:`_least_l1_multipliers`);
+    eps = 0 projection (a set, not a point, when coordinates sit on the box: :func:`_level_multipliers`);
     else ``t*`` by bracketed secant on the piecewise-linear ``sum |mu(t)|`` (exact once two iterates share
     a linear piece), each evaluation an exact projection. Empty groups drop their rows.
     """
@@ -581,33 +581,45 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
         return float(np.abs(res.mu).sum()) - lam, res
 
     r0 = solve(z, groups, metric=metric, eps=0.0, bounds=bounds, targets=targets, empty=empty)
-    mu0 = _least_l1_multipliers(z, r0)
+    mu0 = _level_multipliers(z, r0.y, r0.constraints)
+    mu0 = r0.mu if mu0 is None or np.abs(mu0).sum() >= np.abs(r0.mu).sum() else mu0
     h0 = float(np.abs(mu0).sum()) - lam
     if h0 <= 0:
         return PenalizedResult(y=r0.y, gap=float(np.max(np.abs(C.gaps(r0.y)))), mu=mu0, constraints=C)
     t_hi = float(np.max(np.abs(C.gaps(_clip(z, bounds)))))
     # sum |mu(t_hi)| = 0, so excess(t_hi) = -lam
-    _, _, res, _ = illinois_root(excess, 0.0, h0, t_hi, -lam, f_tol=KKT_TOL * max(lam, 1.0),
-                                 x_tol_abs=1e-15 * max(t_hi, 1.0), what="penalized step (max-gap level)")
-    return PenalizedResult(y=res.y, gap=float(np.max(np.abs(C.gaps(res.y)))),
-                           mu=res.mu * (lam / max(np.abs(res.mu).sum(), 1e-300)), constraints=C)
+    f_tol = KKT_TOL * max(lam, 1.0)
+    _, h, res, _ = illinois_root(excess, 0.0, h0, t_hi, -lam, f_tol=f_tol, x_tol_abs=1e-15 * max(t_hi, 1.0),
+                                 what="penalized step (max-gap level)")
+    gap = float(np.max(np.abs(C.gaps(res.y))))
+    mu = res.mu * (lam / max(np.abs(res.mu).sum(), 1e-300))
+    if abs(h) > f_tol:                   # t* at a kink of V (e.g. t* = t_hi, y = clip(z)): pick from the set
+        at_level = _level_multipliers(z, res.y, dataclasses.replace(C, eps=gap), total=lam)
+        mu = mu if at_level is None else at_level
+    return PenalizedResult(y=res.y, gap=gap, mu=mu, constraints=C)
 
 
-def _least_l1_multipliers(z: np.ndarray, res: ProjectionResult) -> np.ndarray:
-    """Multipliers of the eps = 0 projection ``res`` with the least ``sum |mu|`` (CLAIMS convention).
+def _level_multipliers(z: np.ndarray, y: np.ndarray, C: Constraints, total: float | None = None):
+    """Multipliers (CLAIMS convention) of y as the projection of z onto C, chosen from their set: the least
+    ``sum |mu|`` (``total`` None), or one with ``sum |mu| = total``; None if none is KKT-certified.
 
-    Every row is active at eps = 0 (either sign). Stationarity ``A^T nu + rho = z - y`` (half-scaled) in
-    cell form: a cell with free coordinates fixes ``W_q^T nu``; one clamped at ub (lb) only bounds it
-    from above (below) by its tightest ``z_i - ub`` (``z_i - lb``). Least ``sum |nu|`` over that polyhedron
-    is a linear program (HiGHS); its support is then re-solved by least squares on the tight equations.
-    Returns the LP's answer only if it is KKT-certified (<= kkt_tolerance(b)) and beats ``res.mu``.
+    The set is a point only without degeneracy; with coordinates on the box it is a polyhedron. Rows at a
+    side of C may carry a multiplier of that side's sign (both signs at eps = 0), other rows none.
+    Stationarity ``A^T nu + rho = z - y`` (half-scaled) in cell form: a cell with free coordinates fixes
+    ``W_q^T nu``; one clamped at ub (lb) only bounds it from above (below) by its tightest ``z_i - ub``
+    (``z_i - lb``). With ``nu = p - n`` (p, n >= 0) this is a linear program (HiGHS); its support is then
+    re-solved by least squares on the tight equations and the answer certified by :func:`kkt_residuals`.
     """
     from scipy.optimize import linprog
 
-    C, y = res.constraints, res.y
     cells = _Cells.of(C.A)
     W, m = cells.W, C.m
     resid = z - y
+    scale = 1.0 + float(np.max(np.abs(z)))
+    r = C.gaps(y)
+    near = 1e-14 * scale                               # a row at a side, to the round-off of A y
+    pos = (np.abs(r - C.eps) <= near) | (C.eps == 0)
+    neg = (np.abs(r + C.eps) <= near) | (C.eps == 0)
     clamped = np.zeros(z.size, dtype=bool) if C.bounds is None else (y == C.bounds[0]) | (y == C.bounds[1])
     has_free = cells.counts(~clamped) > 0
     shift = np.zeros(W.shape[1])
@@ -621,31 +633,31 @@ def _least_l1_multipliers(z: np.ndarray, res: ProjectionResult) -> np.ndarray:
             rhs_le += list(sign * tight[keep])
     rows_le, rhs_le = np.array(rows_le).reshape(-1, m), np.array(rhs_le)
     col = np.linalg.norm(W, axis=1)                   # nu = x / col: unit columns (W ~ 1/n, nu ~ n)
-    eye = np.eye(m)
-    A_ub = np.vstack([np.hstack([eye, -eye]), np.hstack([-eye, -eye]),
-                      np.hstack([rows_le / col, np.zeros((len(rows_le), m))])])
-    b_ub = np.concatenate([np.zeros(2 * m), rhs_le])
-    A_eq = np.hstack([W[:, has_free].T / col, np.zeros((int(has_free.sum()), m))])
-    lp = linprog(np.concatenate([np.zeros(m), np.ones(m)]), A_ub=A_ub, b_ub=b_ub, A_eq=A_eq,
-                 b_eq=shift[has_free], bounds=[(None, None)] * m + [(0, None)] * m, method="highs")
+    split = lambda M: np.hstack([M / col, -M / col])  # noqa: E731  (acts on x = [p, n])
+    A_eq, b_eq = split(W[:, has_free].T), shift[has_free]
+    if total is not None:
+        A_eq = np.vstack([A_eq, np.concatenate([1.0 / col, 1.0 / col])])
+        b_eq = np.append(b_eq, total / 2.0)
+    bounds = [(0, None if ok else 0) for ok in np.concatenate([pos, neg])]
+    lp = linprog(np.concatenate([1.0 / col, 1.0 / col]), A_ub=split(rows_le), b_ub=rhs_le, A_eq=A_eq,
+                 b_eq=b_eq, bounds=bounds, method="highs")
     if lp.status != 0:
-        return res.mu
-    nu = lp.x[:m] / col
-    support = np.abs(lp.x[:m]) > 1e-9 * max(1.0, float(np.max(np.abs(lp.x[:m]))))
+        return None
+    nu = (lp.x[:m] - lp.x[m:]) / col
+    support = np.abs(nu * col) > 1e-9 * max(1.0, float(np.max(np.abs(nu * col))))
     if support.any():                                 # exact on the LP's support and tight rows
-        tight_rows = [W[:, has_free].T]
-        tight_rhs = [shift[has_free]]
         tight = rhs_le - rows_le @ nu <= 1e-9 * (1.0 + np.abs(rhs_le))
-        tight_rows.append(rows_le[tight])
-        tight_rhs.append(rhs_le[tight])
-        M = np.vstack(tight_rows)[:, support]
+        M = np.vstack([W[:, has_free].T, rows_le[tight]])[:, support]
+        rhs = np.concatenate([shift[has_free], rhs_le[tight]])
+        if total is not None:
+            M = np.vstack([M, np.sign(nu[support])])
+            rhs = np.append(rhs, total / 2.0)
         nu_s = np.zeros(m)
-        nu_s[support] = np.linalg.lstsq(M, np.concatenate(tight_rhs), rcond=None)[0]
+        nu_s[support] = np.linalg.lstsq(M, rhs, rcond=None)[0]
         nu = nu_s
-    tol = kkt_tolerance(z.size)
-    if 2.0 * np.abs(nu).sum() < np.abs(res.mu).sum() and kkt_residuals(y, z, C, 2.0 * nu)["max"] <= tol:
-        return 2.0 * nu
-    return res.mu
+    if kkt_residuals(y, z, C, 2.0 * nu)["max"] > kkt_tolerance(z.size):
+        return None
+    return 2.0 * nu
 
 
 def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None,

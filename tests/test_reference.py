@@ -244,7 +244,8 @@ def test_coupled_former_failures_match_clarabel(case):
 def test_penalized_former_failures_are_optimal(case):
     """Independent of the secant: F(y) = ||y - z||^2 + lam G(y) = min_t V(t) + lam t (V(t): squared
     distance of the exact projection at level t), so F(ours) <= V(t) + lam t at 41 fixed levels, to the
-    round-off of F (1e-12 relative); and y is the certified projection at its own level t = G(y)."""
+    round-off of F (1e-12 relative); y is the certified projection at its own level t = G(y), and mu its
+    multipliers there with sum |mu| = lam: the subdifferential of lam G at y (case 4: t* = G(clip(z)))."""
     inst = _former(PENALIZED_FORMER_FAILURES[case])
     z, g, lam, bounds = inst["z"], inst["groups"], inst["lam"], (-1.0, 1.0)
     res = reference.solve_penalized(z, g, lam=lam, bounds=bounds, metric="dp")
@@ -255,6 +256,12 @@ def test_penalized_former_failures_are_optimal(case):
         assert f_ours <= _objective(y_t, z) + lam * t + 1e-12 * (1 + f_ours), t
     at_level = reference.solve(z, g, metric="dp", eps=res.gap, bounds=bounds, empty="drop")
     assert np.max(np.abs(at_level.y - res.y)) <= 1e-12 * (1 + np.max(np.abs(z)))
+    # the multipliers: KKT at level G(y), sum |mu| = lam (<= lam when G(y) is 0 up to round-off)
+    kkt = reference.kkt_residuals(res.y, z, at_level.constraints, res.mu)
+    assert kkt["max"] <= kkt_tolerance(z.size), kkt
+    total = float(np.abs(res.mu).sum())
+    assert total <= lam * (1 + 1e-12)
+    assert res.gap <= 1e-14 * (1 + np.max(np.abs(z))) or total >= lam * (1 - 1e-12), (res.gap, total)
 
 
 @pytest.mark.cvxpy
