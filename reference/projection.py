@@ -549,7 +549,9 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
     Several rows: ``t* = 0`` iff ``lam >= -V'(0+)`` = the least ``sum |mu|`` over the multipliers of the
     eps = 0 projection (a set, not a point, when coordinates sit on the box: :func:`_level_multipliers`);
     else ``t*`` by bracketed secant on the piecewise-linear ``sum |mu(t)|`` (exact once two iterates share
-    a linear piece), each evaluation an exact projection. Empty groups drop their rows.
+    a linear piece), each evaluation an exact projection; when it closes on a jump of ``sum |mu(t)|`` (t* at
+    a kink of V, e.g. t* = G(clip(z))), multipliers with ``sum |mu| = lam`` are picked from the set at t*.
+    Empty groups drop their rows.
     """
     z = as_float_vector(z)
     lam = float(lam)
