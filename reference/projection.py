@@ -15,13 +15,19 @@ Two exact methods, no iteration tolerance:
   linear with at most ``2 b`` breakpoints ``(z_i - ub)/a_i, (z_i - lb)/a_i``. Sort them, accumulate the
   slope changes to find the segment on which ``phi`` crosses the active side, then solve the linear
   piece *directly* from that segment's free set (a fresh sum, no accumulated round-off). O(b log b).
-* **Semismooth Newton on the small dual** (coupled rows: several attributes, pairwise cells).
-  The dual is ``min_nu  Phi(nu) = 1/2||w||^2 - 1/2 dist(w, box)^2 + c^T nu + eps ||nu||_1``,
-  ``w = z - A^T nu``, whose optimality condition is ``A y(nu) - c in eps * d||nu||_1``. Each Newton step
-  fixes the free set of y and the signs of nu and solves the m x m linear system of the active rows
-  (primal-dual active set method); a line search on the convex Phi with a proximal-gradient safeguard
-  globalises it. Because everything is piecewise linear, the step is exact once the active pattern is
-  right; we stop only when the relative KKT residual is <= 1e-12 and raise otherwise.
+* **Active pattern, then an exact solve** (coupled rows: several attributes, pairwise cells). Rows are
+  constant on the cells of the groups (``A = W[:, cell]``), so everything below costs O(m b) per pass
+  plus m x m algebra. (1) An *approximate* phase identifies the active pattern: an augmented Lagrangian
+  of the projection with every constraint dualised, each subproblem solved by semismooth Newton (the
+  m x m Woodbury system stays regular for linearly dependent rows). (2) The pattern -- every constraint
+  within a threshold of its side, weakly active ones included; for a row with both sides that close
+  (tiny eps) the sign of its multiplier picks the side -- is solved *exactly*: the projection onto the
+  affine set of ALL constraints active at y* is y* itself, so a least-squares solve on the pattern
+  returns y* to round-off; sign-correct multipliers follow (the solve's own, or bounded least squares).
+  (3) The answer is returned only if its relative KKT residual is <= ``kkt_tolerance(b)``; thresholds
+  1e-4..1e-14 are tried after every multiplier update, and the solver raises ConvergenceError after 30
+  updates without a certificate. No iteration tolerance reaches the answer: phase (1) only picks the
+  pattern.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 
 from reference.constraints import Constraints, as_float_vector, build_constraints, check_bounds
 
-KKT_TOL = 1e-12          # relative KKT residual at which the coupled solver stops (issue spec)
+KKT_TOL = 1e-12          # relative KKT residual that certifies a coupled solution (issue spec)
 
 
 def kkt_tolerance(b: int) -> float:
@@ -54,7 +60,8 @@ class ConvergenceError(RuntimeError):
 @dataclasses.dataclass
 class ProjectionResult:
     """y: (b,) the projection; mu: (m,) signed row multipliers (CLAIMS convention);
-    constraints: the rows; kkt: relative residuals; method: "closed-form" | "breakpoint" | "newton"."""
+    constraints: the rows; kkt: relative residuals; method: "closed-form" | "breakpoint" | "alm-pattern";
+    iterations: Newton steps of the augmented Lagrangian (coupled rows only)."""
 
     y: np.ndarray
     mu: np.ndarray
@@ -182,197 +189,275 @@ def _separable_nu(z: np.ndarray, C: Constraints) -> np.ndarray:
     return nu
 
 
-# --------------------------------------------------------------------------------- coupled: dual Newton
+# ------------------------------------------------------------------- coupled rows: augmented Lagrangian
 
-def _pattern_from(y: np.ndarray, C: Constraints, delta: float):
-    """Active pattern read off an approximate y: rows within delta of a side, coordinates of a bound."""
-    r = C.gaps(y)
+ALM_OUTER = 30            # multiplier updates (each followed by a polish) before raising
+ALM_INNER = 50            # Newton steps per augmented-Lagrangian subproblem
+HALVINGS = 40             # Armijo backtracking steps per Newton step
+ARMIJO = 1e-4
+INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only the active pattern is needed)
+SIGMA0, SIGMA_GROWTH, SIGMA_MAX = 10.0, 10.0, 1e12  # penalty (unit-norm rows, so dimensionless)
+THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-13, 1e-14)  # pattern thresholds, relative to 1 + max|z|
+FINE_THRESHOLDS = (1e-12, 1e-13, 1e-14)           # re-read off a nearly certified exact pattern solution
+ROUND_OFF = 1e-2          # a residual below ROUND_OFF * kkt_tolerance(b) ends the search at once
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cells:
+    """Cell form of the rows: ``A = W[:, cell]`` (each row is constant on the cells of the groups).
+
+    cell: (b,) cell index of each coordinate; W: (m, q) the q distinct columns of A.
+    """
+
+    cell: np.ndarray
+    W: np.ndarray
+
+    @classmethod
+    def of(cls, A: np.ndarray) -> _Cells:
+        """Distinct columns of A via a random linear key (O(m b) plus one sort), checked exactly."""
+        key = np.zeros(A.shape[1])
+        for row, r in zip(A, np.random.default_rng(0).uniform(1.0, 2.0, A.shape[0]), strict=True):
+            key += r * row                               # elementwise: equal columns give equal keys
+        _, first, cell = np.unique(key, return_index=True, return_inverse=True)
+        cells = cls(cell=cell.reshape(-1), W=A[:, first])
+        if not np.array_equal(cells.W[:, cells.cell], A):  # a key collision (never seen): sort columns
+            W, cell = np.unique(A.T, axis=0, return_inverse=True)
+            cells = cls(cell=cell.reshape(-1), W=W.T)
+        return cells
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """(q,) sums of x over each cell."""
+        return np.bincount(self.cell, weights=x, minlength=self.W.shape[1])
+
+    def counts(self, mask: np.ndarray) -> np.ndarray:
+        """(q,) number of coordinates of each cell in mask."""
+        return np.bincount(self.cell[mask], minlength=self.W.shape[1]).astype(np.float64)
+
+    def extreme(self, x: np.ndarray, mask: np.ndarray, largest: bool) -> np.ndarray:
+        """(q,) max (largest) or min of x over each cell's coordinates in mask; -inf / inf where none."""
+        out = np.full(self.W.shape[1], -np.inf if largest else np.inf)
+        for k in np.flatnonzero(self.counts(mask)):
+            sel = x[mask & (self.cell == k)]
+            out[k] = sel.max() if largest else sel.min()
+        return out
+
+    def spread(self, W: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(W^T x)[cell], shape (b,): A^T x for the rows W."""
+        return (x @ W)[self.cell]
+
+
+def _alm_iterates(z: np.ndarray, C: Constraints, cells: _Cells):
+    """Augmented Lagrangian of the projection with every constraint dualised (rows scaled to unit norm):
+
+        f(y) = 1/2 ||y - z||^2 + sigma/2 dist(A_n y + nu/sigma, [l, u])^2
+               + sigma/2 dist(y + rho/sigma, box)^2.
+
+    f is C^1, piecewise quadratic and 1-strongly convex; each subproblem is solved by semismooth Newton
+    steps with Armijo backtracking. The generalised Hessian ``I + sigma D + sigma A_J^T A_J`` (D: coordinates
+    outside the box, J: rows outside [l, u]) is inverted by Woodbury through the m x m matrix
+    ``I / sigma + A_J D'^-1 A_J^T`` in cell form: dependent rows (pairwise cells, mr with several
+    attributes) do not make it singular. Then ``nu = sigma dist-part``, ``rho`` likewise, sigma grows.
+    Yields ``(y, nu, rho, newton_steps)`` (nu, rho half-scaled: ``y - z + A^T nu + rho ~ 0``) first for
+    ``clip(z)`` and then after every multiplier update. Approximate: it only identifies the active pattern.
+    """
+    W, cell = cells.W, cells.cell
+    norm = np.sqrt((W * W) @ cells.counts(np.ones(z.size, dtype=bool)))
+    Wn, lo, hi = W / norm[:, None], C.lo / norm, C.hi / norm
+    scale = 1.0 + float(np.max(np.abs(z)))
+    y = _clip(z, C.bounds)
+    nu, rho, sigma, steps = np.zeros(C.m), np.zeros(z.size), SIGMA0, 0
+
+    def parts(y):
+        v = Wn @ cells.sums(y) + nu / sigma
+        t = y + rho / sigma
+        return v - np.clip(v, lo, hi), t - _clip(t, C.bounds)
+
+    def value(y):
+        dv, dt = parts(y)
+        return 0.5 * np.sum((y - z) ** 2) + 0.5 * sigma * (dv @ dv + dt @ dt)
+
+    yield y, nu, rho, steps
+    for _outer in range(ALM_OUTER):
+        for _inner in range(ALM_INNER):
+            dv, dt = parts(y)
+            grad = (y - z) + sigma * (dv @ Wn)[cell] + sigma * dt
+            if np.max(np.abs(grad)) <= INNER_TOL * scale:
+                break
+            d_inv = 1.0 / (1.0 + sigma * (dt != 0))
+            WJ = Wn[dv != 0]
+            g = -grad * d_inv
+            S = (WJ * cells.sums(d_inv)) @ WJ.T + np.eye(WJ.shape[0]) / sigma
+            step = g - d_inv * cells.spread(WJ, np.linalg.solve(S, WJ @ cells.sums(g)))
+            f0, slope, alpha = value(y), float(grad @ step), 1.0
+            for _ in range(HALVINGS):
+                trial = y + alpha * step
+                if value(trial) <= f0 + ARMIJO * alpha * slope + 1e-15 * abs(f0):
+                    break
+                alpha *= 0.5
+            else:
+                break                                    # no decrease left: solved to round-off
+            y, steps = trial, steps + 1
+            dv_new, dt_new = parts(y)
+            if alpha == 1.0 and np.array_equal(dv_new != 0, dv != 0) and np.array_equal(dt_new != 0, dt != 0):
+                break                                    # full step on the same piece: exact minimiser
+            if alpha * np.max(np.abs(step)) <= INNER_TOL * scale:
+                break                                    # steps at round-off level (large b, large sigma)
+        dv, dt = parts(y)
+        nu, rho = sigma * dv, sigma * dt
+        sigma = min(sigma * SIGMA_GROWTH, SIGMA_MAX)
+        yield y, nu / norm, rho, steps
+
+
+def _pattern_from(y, nu, rho, C: Constraints, cells: _Cells, delta: float):
+    """Active pattern read off an approximate (y, nu, rho): every constraint within delta of its side,
+    weakly active ones included (the projection onto their affine set is still y*). When both sides of
+    a row (eps < delta) or of the box are within delta, the multiplier's sign picks the side (sign 0:
+    the row is left out, the coordinate free)."""
+    r = cells.W @ cells.sums(y) - C.center
     if C.eps == 0:
         upper, lower = np.abs(r) <= delta, np.zeros(C.m, dtype=bool)
     else:
-        upper, lower = r >= C.eps - delta, r <= -C.eps + delta
+        near_up, near_lo = r >= C.eps - delta, r <= -C.eps + delta
+        both = near_up & near_lo
+        upper, lower = near_up & ~(both & (nu <= 0)), near_lo & ~(both & (nu >= 0))
     if C.bounds is None:
         return upper, lower, np.zeros(y.size, dtype=bool), np.zeros(y.size, dtype=bool)
     lb, ub = C.bounds
-    return upper, lower, y >= ub - delta, y <= lb + delta
+    near_ub, near_lb = y >= ub - delta, y <= lb + delta
+    both = near_ub & near_lb
+    return upper, lower, near_ub & ~(both & (rho <= 0)), near_lb & ~(both & (rho >= 0))
 
 
-def _solve_pattern(z: np.ndarray, C: Constraints, pattern):
+def _solve_pattern(z: np.ndarray, C: Constraints, cells: _Cells, pattern):
     """Exact solution for a given active pattern (upper rows, lower rows, coordinates at ub / lb).
 
     Given the pattern the projection is onto an affine set: ``y_F = z_F - A_TF^T nu`` with
-    ``(A_TF A_TF^T) nu = A_TF z_F - rhs`` solved by least squares (consistent, possibly rank-deficient:
-    y is unique even when nu is not); sign-correct multipliers then come from bounded least squares.
-    Returns (nu, y) with nu half-scaled.
+    ``(A_TF A_TF^T) nu = A_TF z_F + A_TX y_X - c_T - side_T`` solved by least squares (consistent, possibly
+    rank-deficient: y is unique even when nu is not; the Gram matrix is ``W_T diag(n_F) W_T^T`` in cell
+    form); then sign-correct multipliers (:func:`_signed_multipliers`). Returns (nu, y), nu half-scaled.
     """
     upper, lower, at_ub, at_lb = pattern
-    A, c, eps = C.A, C.center, C.eps
     T = upper | lower
-    y = z.copy()
     free = ~(at_ub | at_lb)
+    y = z.copy()
     if C.bounds is not None:
         y = np.where(at_ub, C.bounds[1], np.where(at_lb, C.bounds[0], y))
     nu = np.zeros(C.m)
     if T.any():
-        AT = A[T]
-        ATF = AT[:, free]
-        side = np.where(upper[T], eps, -eps)
-        rhs = c[T] + side - AT[:, ~free] @ y[~free]
-        nu_T = np.linalg.lstsq(ATF @ ATF.T, ATF @ z[free] - rhs, rcond=None)[0]
-        y[free] = z[free] - ATF.T @ nu_T
-        nu[T] = _signed_multipliers(AT, z - y, free, y, C, upper[T], lower[T])
+        WT = cells.W[T]
+        side = np.where(upper[T], C.eps, -C.eps)
+        rhs = C.A[T] @ y - C.center[T] - side
+        nu_T = np.linalg.lstsq((WT * cells.counts(free)) @ WT.T, rhs, rcond=None)[0]
+        y[free] = z[free] - cells.spread(WT, nu_T)[free]
+        nu[T] = _signed_multipliers(cells, WT, nu_T, z - y, free, y, C, upper[T], lower[T])
     return nu, y
 
 
-def _refine_pattern(z: np.ndarray, C: Constraints, pattern, nu: np.ndarray, y: np.ndarray):
-    """One primal-dual active-set correction of a pattern whose solution is not KKT-certified:
-    free clamped coordinates whose box multiplier has the wrong sign, clamp free coordinates outside the
-    box, activate violated rows, release active rows whose multiplier is zero."""
-    upper, lower, at_ub, at_lb = (p.copy() for p in pattern)
-    r = C.gaps(y)
-    upper |= r > C.eps
-    lower |= r < -C.eps
-    upper &= ~((nu == 0) & (r < C.eps))
-    lower &= ~((nu == 0) & (r > -C.eps))
-    if C.bounds is not None:
-        lb, ub = C.bounds
-        rho = z - y - C.A.T @ nu                        # half-scaled box multipliers
-        # a violated row cannot be met with these coordinates clamped: free those that can move its way
-        too_high = (r > C.eps)[:, None] & (((C.A > 0) & at_ub) | ((C.A < 0) & at_lb))
-        too_low = (r < -C.eps)[:, None] & (((C.A > 0) & at_lb) | ((C.A < 0) & at_ub))
-        stuck = ~((C.A != 0) & ~(at_ub | at_lb)).any(axis=1)   # rows with no free coordinate left
-        release = ((too_high | too_low) & stuck[:, None]).any(axis=0)
-        at_ub = (at_ub & ~(rho < 0) & ~release) | (y > ub)
-        at_lb = (at_lb & ~(rho > 0) & ~release) | (y < lb)
-    return upper, lower, at_ub, at_lb
-
-
-def _signed_multipliers(AT, resid, free, y, C: Constraints, upper, lower) -> np.ndarray:
-    """Multipliers nu_T (half-scaled) with the KKT signs, by bounded least squares (BVLS).
+def _signed_multipliers(cells: _Cells, WT, nu_T, resid, free, y, C: Constraints, upper, lower) -> np.ndarray:
+    """Multipliers nu_T (half-scaled) with the KKT signs: the pattern solve's own ``nu_T`` when its signs
+    are right, else bounded least squares (BVLS) with its free variables re-solved by least squares
+    (BVLS stops at its own tolerance); whichever leaves the smaller residual.
 
     Stationarity (half-scaled) is ``A_T^T nu + rho = z - y`` with rho = 0 on free coordinates,
     rho >= 0 at ub and rho <= 0 at lb, nu >= 0 on upper-active rows and <= 0 on lower-active rows.
-    Coordinates with the same column of A_T (same cell) give the same row of this system, so it is
-    aggregated per cell: free coordinates give one equation, and of the clamped ones only the tightest
-    (smallest z - ub, largest z - lb) matters, each with a sign-bounded slack.
+    Coordinates of the same cell give the same row of this system, so it is aggregated per cell: free
+    coordinates give one equation (right-hand side the shift ``(W_T^T nu_T)_q`` that made their y, exactly;
+    a float sum over the cell would carry ~sqrt(n) u of round-off into multipliers of size ~n), and of
+    the clamped ones only the tightest (smallest z - ub, largest z - lb) matters, each with a
+    sign-bounded slack.
     """
     from scipy.optimize import lsq_linear
 
-    cols, cell = np.unique(AT.T, axis=0, return_inverse=True)
-    cell = cell.reshape(-1)
-    rows, target, slack_sign = [], [], []
-    for q in range(cols.shape[0]):
-        in_q = cell == q
-        fq = in_q & free
-        if fq.any():
-            rows.append(cols[q])
-            target.append(float(np.mean(resid[fq])))
-            slack_sign.append(0)
-        if C.bounds is not None:
-            lb, ub = C.bounds
-            uq, lq = in_q & ~free & (y == ub), in_q & ~free & (y == lb)
-            if uq.any():
-                rows.append(cols[q])
-                target.append(float(np.min(resid[uq])))
-                slack_sign.append(1)
-            if lq.any():
-                rows.append(cols[q])
-                target.append(float(np.max(resid[lq])))
-                slack_sign.append(-1)
-    M = np.array(rows)
-    slack_idx = [i for i, sgn in enumerate(slack_sign) if sgn != 0]
-    S = np.zeros((len(rows), len(slack_idx)))
-    for j, i in enumerate(slack_idx):
-        S[i, j] = 1.0
-    nT = AT.shape[0]
+    n_free = cells.counts(free)
+    has = n_free > 0
+    equations = [(WT[:, has].T, (nu_T @ WT)[has], 0)]   # = z_i - y_i on the cell's free coordinates
+    if C.bounds is not None:
+        lb, ub = C.bounds
+        for at, sign in ((~free & (y == ub), 1), (~free & (y == lb), -1)):
+            tight = cells.extreme(resid, at, largest=sign < 0)
+            has = np.isfinite(tight)
+            equations.append((WT[:, has].T, tight[has], sign))
+    M = np.vstack([e[0] for e in equations])
+    target = np.concatenate([e[1] for e in equations])
+    signs = np.concatenate([np.full(e[1].size, e[2]) for e in equations])
+    slack = signs != 0
+    S = np.eye(target.size)[:, slack]
+    nT = WT.shape[0]
     if C.eps == 0:
         lo_nu, hi_nu = np.full(nT, -np.inf), np.full(nT, np.inf)
     else:
         lo_nu = np.where(upper, 0.0, -np.inf)
         hi_nu = np.where(lower & ~upper, 0.0, np.inf)
-    lo_s = np.array([0.0 if slack_sign[i] > 0 else -np.inf for i in slack_idx])
-    hi_s = np.array([np.inf if slack_sign[i] > 0 else 0.0 for i in slack_idx])
-    fit = lsq_linear(np.hstack([M, S]), np.array(target),
-                     bounds=(np.concatenate([lo_nu, lo_s]), np.concatenate([hi_nu, hi_s])),
-                     method="bvls", tol=1e-15)
-    return fit.x[:nT]
+    lo_s = np.where(signs[slack] > 0, 0.0, -np.inf)
+    hi_s = np.where(signs[slack] > 0, np.inf, 0.0)
+    K = np.hstack([M, S])
+    lo, hi = np.concatenate([lo_nu, lo_s]), np.concatenate([hi_nu, hi_s])
+
+    def fitted(x):                                       # sign-correct x and its residual
+        x = np.clip(x, lo, hi)
+        return float(np.max(np.abs(K @ x - target))), x
+
+    own = fitted(np.concatenate([nu_T, target[slack] - M[slack] @ nu_T]))
+    if np.all((lo_nu <= nu_T) & (nu_T <= hi_nu)) and own[0] <= 1e-14 * (1.0 + np.max(np.abs(target))):
+        return nu_T
+    col = np.linalg.norm(K, axis=0)                     # unit columns: entries of W are ~1/n,
+    col[col == 0] = 1.0                                  # multipliers ~n (b = 1e6: 1e5)
+    x = lsq_linear(K / col, target, bounds=(lo, hi), method="bvls", tol=1e-15).x / col
+    inner = (x > lo) & (x < hi)                          # re-solve BVLS's free variables exactly
+    x_re = x.copy()
+    if inner.any():
+        x_re[inner] = np.linalg.lstsq(K[:, inner], target - K[:, ~inner] @ x[~inner], rcond=None)[0]
+    return min(own, fitted(x), fitted(x_re), key=lambda t: t[0])[1][:nT]
 
 
-def _newton_nu(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, int]:
-    """Coupled rows: approximate dual solve, then exact polish certified by the KKT residual.
+def _coupled(z: np.ndarray, C: Constraints) -> tuple[np.ndarray, np.ndarray, int]:
+    """Coupled rows: augmented Lagrangian to find the active pattern, exact pattern solve, KKT certificate.
 
-    Dual (half-scaled): ``min_nu Phi(nu) = 1/2||w||^2 - 1/2 dist(w, box)^2 + c^T nu + eps ||nu||_1``,
-    ``w = z - A^T nu``, split as ``nu = p - q`` with ``p, q >= 0`` so that it is C^1 and bound-constrained
-    (L-BFGS-B). The rows of coupled metrics are often linearly dependent (mr over several attributes,
-    pairwise cells), so nu need not be unique; the primal y is. From the approximate y we read the
-    active pattern at a sequence of thresholds, solve it exactly (:func:`_solve_pattern`) and correct it
-    (:func:`_refine_pattern`) until certified; the
-    first candidate whose relative KKT residual is <= 1e-12 is returned. Anything else raises.
-    Returns the half-scaled multipliers nu and the number of L-BFGS-B iterations.
+    After each multiplier update of :func:`_alm_iterates` the pattern is read at the thresholds
+    ``THRESHOLDS`` (relative to 1 + max|z|) and solved exactly (:func:`_solve_pattern`); when the best
+    exact solution so far is within 1e3 of the tolerance, patterns are also re-read off it (and its
+    multipliers) at ``FINE_THRESHOLDS``: it is exact on its pattern, so finer than the ALM iterate. A
+    solution whose relative KKT residual is at round-off level (<= ``ROUND_OFF * kkt_tolerance(b)``) is
+    returned at once; otherwise the best one with a residual <= ``kkt_tolerance(b)`` after the last update
+    (a near-degenerate instance, e.g. eps ~ 1e-11: the two sides of a row closer than the approximate
+    phase resolves). Anything else raises. Returns (nu half-scaled, y, Newton steps).
     """
-    from scipy.optimize import minimize
-
-    A, c, eps, m = C.A, C.center, C.eps, C.m
+    cells = _Cells.of(C.A)
+    tol = kkt_tolerance(z.size)
     scale = 1.0 + float(np.max(np.abs(z)))
+    tried, best = set(), (np.inf, None, None)
 
-    def fun(x):
-        nu = x[:m] - x[m:]
-        w = z - A.T @ nu
-        y = _clip(w, C.bounds)
-        phi = 0.5 * (w @ w) - 0.5 * np.sum((w - y) ** 2) + c @ nu + eps * x.sum()
-        g_nu = c - A @ y
-        return phi, np.concatenate([g_nu + eps, -g_nu + eps])
-
-    L = float(np.linalg.norm(A @ A.T, 2)) * 2.0         # Lipschitz constant of grad in (p, q)
-
-    def fista(x, n_iter):
-        """Accelerated projected gradient with adaptive restart: slow but never stalls."""
-        xk, yk, tk, fk = x.copy(), x.copy(), 1.0, fun(x)[0]
-        for _ in range(n_iter):
-            f_y, g_y = fun(yk)
-            x_new = np.maximum(yk - g_y / L, 0.0)
-            f_new = fun(x_new)[0]
-            if f_new > fk:                               # restart the momentum
-                yk, tk = xk.copy(), 1.0
-                continue
-            t_new = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-            yk = x_new + (tk - 1) / t_new * (x_new - xk)
-            xk, tk, fk = x_new, t_new, f_new
-        return xk
-
-    def certify(x):
+    def polish(y_a, nu_a, rho_a, thresholds):
+        """Exact solutions of the patterns read at the thresholds; the certified-to-round-off one or None."""
         nonlocal best
-        y_approx = _clip(z - A.T @ (x[:m] - x[m:]), C.bounds)
-        for rel in (1e-4, 1e-6, 1e-8, 1e-10, 1e-12):
-            pattern = _pattern_from(y_approx, C, rel * scale)
-            for _correction in range(20):
-                nu, y = _solve_pattern(z, C, pattern)
-                res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
-                if res <= tol:
-                    return nu
-                best = res if best is None else min(best, res)
-                refined = _refine_pattern(z, C, pattern, nu, y)
-                if all(np.array_equal(p, q) for p, q in zip(refined, pattern, strict=True)):
-                    break
-                pattern = refined
+        for rel in thresholds:
+            pattern = _pattern_from(y_a, nu_a, rho_a, C, cells, rel * scale)
+            key = b"".join(np.packbits(p).tobytes() for p in pattern)
+            if key in tried:
+                continue
+            tried.add(key)
+            nu, y = _solve_pattern(z, C, cells, pattern)
+            res = kkt_residuals(y, z, C, 2.0 * nu)["max"]
+            if res <= ROUND_OFF * tol:                 # the exact pattern: no better candidate exists
+                return nu, y
+            best = min(best, (res, nu, y), key=lambda t: t[0])
         return None
 
-    x = np.zeros(2 * m)
-    iters = 0
-    best = None
-    tol = kkt_tolerance(z.size)
-    for maxiter in (50, 200, 1000, 5000, 20000):   # short rounds: we only need the active pattern
-        opt = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=[(0, None)] * (2 * m),
-                       options={"maxiter": maxiter, "maxcor": 30, "ftol": 0.0, "gtol": 1e-15})
-        x, iters = opt.x, iters + opt.nit
-        if not opt.success and opt.nit < maxiter:        # line-search breakdown: safeguarded steps
-            x = fista(x, min(20 * maxiter, 2000))
-            iters += min(20 * maxiter, 2000)
-        nu = certify(x)
-        if nu is not None:
-            return nu, iters
+    for y_a, nu_a, rho_a, steps in _alm_iterates(z, C, cells):
+        r = np.abs(cells.W @ cells.sums(y_a) - C.center) - C.eps
+        if steps and max(float(np.max(r)), float(np.max(np.abs(y_a - _clip(y_a, C.bounds))))) > 1e-4 * scale:
+            continue                               # an ALM iterate still far from C: skip its patterns
+        found = polish(_clip(y_a, C.bounds), nu_a, rho_a, THRESHOLDS)
+        if found is None and best[0] <= 1e3 * tol:     # re-read finer off the best exact solution so far:
+            nu_b, y_b = best[1], best[2]               # exact on its pattern, more accurate than y_a
+            found = polish(y_b, nu_b, z - y_b - C.A.T @ nu_b, FINE_THRESHOLDS)
+        if found is not None:
+            return found[0], found[1], steps
+    if best[0] <= tol:                             # certified, not to round-off: a near-degenerate pattern
+        return best[1], best[2], steps
     raise ConvergenceError(f"coupled solver: no active pattern certified to relative KKT residual "
-                           f"{tol:g} (best {best:.3g}, m={m}, b={z.size})")
+                           f"{tol:g} after {ALM_OUTER} augmented-Lagrangian steps (best {best[0]:.3g}, "
+                           f"m={C.m}, b={z.size})")
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -383,18 +468,19 @@ def solve(z, groups, *, metric: str, eps, bounds=None, targets=None,
 
     groups: (b,) or (b, k) 0/1 labels; targets: (b,) needed for "mr" and "eo"; bounds: (lb, ub) or None.
     Returns a :class:`ProjectionResult` with the projection, the row multipliers and KKT residuals.
-    Raises ValueError on bad input and ConvergenceError if the KKT residual is not <= 1e-12 relative.
+    Raises ValueError on bad input and ConvergenceError if the KKT residual is not <= kkt_tolerance(b).
     """
     z = as_float_vector(z)
     C = build_constraints(groups, metric, eps=eps, b=z.size, targets=targets, bounds=bounds, empty=empty)
+    iters = 0
     if C.m == 0:
-        nu, method, iters = np.zeros(0), "closed-form", 0
+        nu, y, method = np.zeros(0), _clip(z.copy(), C.bounds), "closed-form"
     elif C.separable():
-        nu, method, iters = _separable_nu(z, C), ("closed-form" if C.bounds is None else "breakpoint"), 0
+        nu, method = _separable_nu(z, C), ("closed-form" if C.bounds is None else "breakpoint")
+        y = _clip(z - C.A.T @ nu, C.bounds)
     else:
-        nu, iters = _newton_nu(z, C)
-        method = "newton"
-    y = _clip(z - C.A.T @ nu, C.bounds) if C.m else _clip(z.copy(), C.bounds)
+        nu, y, iters = _coupled(z, C)
+        method = "alm-pattern"
     kkt = kkt_residuals(y, z, C, 2.0 * nu)
     if kkt["max"] > kkt_tolerance(z.size) * 10:  # breakpoint/closed form: round-off only, else a bug
         raise ConvergenceError(f"{method} solution has relative KKT residual {kkt['max']:.3g}")
@@ -460,8 +546,12 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
     ``{G(y) <= t*}`` where ``t*`` solves ``V'(t) = -lam``, ``V(t)`` the squared distance of the projection
     with tolerance t (convex, piecewise quadratic; ``-V'(t) = sum_k |mu_k(t)|``). One row: the multiplier
     is ``nu = clip(root of a^T y(nu) = c, -lam/2, lam/2)``, found by the breakpoint search.
-    Several rows: ``t*`` by bracketed secant on the piecewise-linear ``sum |mu(t)|`` (exact once two
-    iterates share a linear piece), each evaluation an exact projection. Empty groups drop their rows.
+    Several rows: ``t* = 0`` iff ``lam >= -V'(0+)`` = the least ``sum |mu|`` over the multipliers of the
+    eps = 0 projection (a set, not a point, when coordinates sit on the box: :func:`_level_multipliers`);
+    else ``t*`` by bracketed secant on the piecewise-linear ``sum |mu(t)|`` (exact once two iterates share
+    a linear piece), each evaluation an exact projection; when it closes on a jump of ``sum |mu(t)|`` (t* at
+    a kink of V, e.g. t* = G(clip(z))), multipliers with ``sum |mu| = lam`` are picked from the set at t*.
+    Empty groups drop their rows.
     """
     z = as_float_vector(z)
     lam = float(lam)
@@ -492,15 +582,84 @@ def solve_penalized(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
         res = solve(z, groups, metric=metric, eps=t, bounds=bounds, targets=targets, empty=empty)
         return float(np.abs(res.mu).sum()) - lam, res
 
-    h0, r0 = excess(0.0)
+    r0 = solve(z, groups, metric=metric, eps=0.0, bounds=bounds, targets=targets, empty=empty)
+    mu0 = _level_multipliers(z, r0.y, r0.constraints)
+    mu0 = r0.mu if mu0 is None or np.abs(mu0).sum() >= np.abs(r0.mu).sum() else mu0
+    h0 = float(np.abs(mu0).sum()) - lam
     if h0 <= 0:
-        return PenalizedResult(y=r0.y, gap=float(np.max(np.abs(C.gaps(r0.y)))), mu=r0.mu, constraints=C)
+        return PenalizedResult(y=r0.y, gap=float(np.max(np.abs(C.gaps(r0.y)))), mu=mu0, constraints=C)
     t_hi = float(np.max(np.abs(C.gaps(_clip(z, bounds)))))
     # sum |mu(t_hi)| = 0, so excess(t_hi) = -lam
-    _, _, res, _ = illinois_root(excess, 0.0, h0, t_hi, -lam, f_tol=KKT_TOL * max(lam, 1.0),
-                                 x_tol_abs=1e-15 * max(t_hi, 1.0), what="penalized step (max-gap level)")
-    return PenalizedResult(y=res.y, gap=float(np.max(np.abs(C.gaps(res.y)))),
-                           mu=res.mu * (lam / max(np.abs(res.mu).sum(), 1e-300)), constraints=C)
+    f_tol = KKT_TOL * max(lam, 1.0)
+    _, h, res, _ = illinois_root(excess, 0.0, h0, t_hi, -lam, f_tol=f_tol, x_tol_abs=1e-15 * max(t_hi, 1.0),
+                                 what="penalized step (max-gap level)")
+    gap = float(np.max(np.abs(C.gaps(res.y))))
+    mu = res.mu * (lam / max(np.abs(res.mu).sum(), 1e-300))
+    if abs(h) > f_tol:                   # t* at a kink of V (e.g. t* = t_hi, y = clip(z)): pick from the set
+        at_level = _level_multipliers(z, res.y, dataclasses.replace(C, eps=gap), total=lam)
+        mu = mu if at_level is None else at_level
+    return PenalizedResult(y=res.y, gap=gap, mu=mu, constraints=C)
+
+
+def _level_multipliers(z: np.ndarray, y: np.ndarray, C: Constraints, total: float | None = None):
+    """Multipliers (CLAIMS convention) of y as the projection of z onto C, chosen from their set: the least
+    ``sum |mu|`` (``total`` None), or one with ``sum |mu| = total``; None if none is KKT-certified.
+
+    The set is a point only without degeneracy; with coordinates on the box it is a polyhedron. Rows at a
+    side of C may carry a multiplier of that side's sign (both signs at eps = 0), other rows none.
+    Stationarity ``A^T nu + rho = z - y`` (half-scaled) in cell form: a cell with free coordinates fixes
+    ``W_q^T nu``; one clamped at ub (lb) only bounds it from above (below) by its tightest ``z_i - ub``
+    (``z_i - lb``). With ``nu = p - n`` (p, n >= 0) this is a linear program (HiGHS); its support is then
+    re-solved by least squares on the tight equations and the answer certified by :func:`kkt_residuals`.
+    """
+    from scipy.optimize import linprog
+
+    cells = _Cells.of(C.A)
+    W, m = cells.W, C.m
+    resid = z - y
+    scale = 1.0 + float(np.max(np.abs(z)))
+    r = C.gaps(y)
+    near = 1e-14 * scale                               # a row at a side, to the round-off of A y
+    pos = (np.abs(r - C.eps) <= near) | (C.eps == 0)
+    neg = (np.abs(r + C.eps) <= near) | (C.eps == 0)
+    clamped = np.zeros(z.size, dtype=bool) if C.bounds is None else (y == C.bounds[0]) | (y == C.bounds[1])
+    has_free = cells.counts(~clamped) > 0
+    shift = np.zeros(W.shape[1])
+    shift[cells.cell[~clamped]] = resid[~clamped]     # z_i - y_i is the cell's shift on free coordinates
+    rows_le, rhs_le = [], []                          # W_q^T nu <= rhs (ub), -W_q^T nu <= -rhs (lb)
+    if C.bounds is not None:
+        for at, sign in ((y == C.bounds[1], 1.0), (y == C.bounds[0], -1.0)):
+            tight = cells.extreme(resid, at, largest=sign < 0)
+            keep = np.isfinite(tight) & ~has_free
+            rows_le += list(sign * W[:, keep].T)
+            rhs_le += list(sign * tight[keep])
+    rows_le, rhs_le = np.array(rows_le).reshape(-1, m), np.array(rhs_le)
+    col = np.linalg.norm(W, axis=1)                   # nu = x / col: unit columns (W ~ 1/n, nu ~ n)
+    split = lambda M: np.hstack([M / col, -M / col])  # noqa: E731  (acts on x = [p, n])
+    A_eq, b_eq = split(W[:, has_free].T), shift[has_free]
+    if total is not None:
+        A_eq = np.vstack([A_eq, np.concatenate([1.0 / col, 1.0 / col])])
+        b_eq = np.append(b_eq, total / 2.0)
+    bounds = [(0, None if ok else 0) for ok in np.concatenate([pos, neg])]
+    lp = linprog(np.concatenate([1.0 / col, 1.0 / col]), A_ub=split(rows_le), b_ub=rhs_le, A_eq=A_eq,
+                 b_eq=b_eq, bounds=bounds, method="highs")
+    if lp.status != 0:
+        return None
+    nu = (lp.x[:m] - lp.x[m:]) / col
+    support = np.abs(nu * col) > 1e-9 * max(1.0, float(np.max(np.abs(nu * col))))
+    if support.any():                                 # exact on the LP's support and tight rows
+        tight = rhs_le - rows_le @ nu <= 1e-9 * (1.0 + np.abs(rhs_le))
+        M = np.vstack([W[:, has_free].T, rows_le[tight]])[:, support]
+        rhs = np.concatenate([shift[has_free], rhs_le[tight]])
+        if total is not None:
+            M = np.vstack([M, np.sign(nu[support])])
+            rhs = np.append(rhs, total / 2.0)
+        nu_s = np.zeros(m)
+        nu_s[support] = np.linalg.lstsq(M, rhs, rcond=None)[0]
+        nu = nu_s
+    if kkt_residuals(y, z, C, 2.0 * nu)["max"] > kkt_tolerance(z.size):
+        return None
+    return 2.0 * nu
 
 
 def penalized_step(z, groups, *, lam, bounds, metric: str = "dp", targets=None,
