@@ -10,12 +10,12 @@ with one host sync per iteration (convergence masks).
    m x m system via Woodbury); then the multipliers are updated and the penalty grows. Dependent rows
    (pairwise cells, mr with several attributes) do not make the Newton systems singular, which they
    would in a Newton method on the dual. We only need this to identify the active pattern.
-2. **Polish** (as ``reference.projection._polish``): read the active pattern off the iterate at a
-   threshold delta (rows within delta of a side, coordinates within delta of a bound) and solve it
-   exactly: ``y_F = z_F - (W^T nu)_F``, ``M nu = q`` with ``M = W_T diag(n_free) W_T^T`` (pseudo-inverse:
-   the active rows may be dependent; y is unique, nu need not be). Sign-correct multipliers: the
-   augmented-Lagrangian iterate projected onto the stationarity equations of the free coordinates
-   (and of clamped ones whose box multiplier is ~0, which pin nu at kinks).
+2. **Polish** (as ``reference.projection._pattern_from`` / ``_solve_pattern``): read the active pattern off
+   the iterate at a threshold delta (rows within delta of a side, coordinates within delta of a bound) and
+   solve it exactly: ``y_F = z_F - (W^T nu)_F``, ``M nu = q`` with ``M = W_T diag(n_free) W_T^T``
+   (pseudo-inverse: the active rows may be dependent; y is unique, nu need not be). Sign-correct
+   multipliers: the augmented-Lagrangian iterate projected onto the stationarity equations of the free
+   coordinates (and of clamped ones whose box multiplier is ~0, which pin nu at kinks).
 3. **Certify** with the reference's KKT residual (primal, box-multiplier signs, complementarity,
    stationarity; relative) <= ``reference.projection.kkt_tolerance(b)``; otherwise iterate on and raise
    ``ConvergenceError`` after ``MAX_OUTER`` multiplier updates. Nothing falls back silently.
