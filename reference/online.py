@@ -41,19 +41,23 @@ import numpy as np
 from reference.constraints import build_constraints, check_bounds, check_eps
 from reference.projection import KKT_TOL, ConvergenceError, illinois_root, solve, solve_penalized
 
-SCHEDULES = ("package", "experiment")
+SCHEDULES = ("package", "experiment")          # the authors' two schedules (CLAIMS.md)
+FAULT_SCHEDULES = ("inverse",)                  # eta_0 / t: O3's planted fault, not an algorithm of the paper
 GAPS = ("max", "sum")
 B_TAU_PACKAGE = 64        # fairness-training 0.1.0 default; docs / older code: 2000 (synthetic: 1000)
 ETA0_PACKAGE = 0.5        # package and synthetic inference; 0.1 in the FairFace and training code
 
 
 def step_size(t: int, eta0: float, schedule: str = "package") -> float:
-    """eta_t for the t-th dual update (t >= 1): eta0/sqrt(t) ("package") or eta0/sqrt(max(1, t-1))."""
+    """eta_t for the t-th dual update (t >= 1): eta0/sqrt(t) ("package") or eta0/sqrt(max(1, t-1))
+    ("experiment"); "inverse" = eta0/t is a planted fault (O3), not an algorithm of the paper."""
     if schedule == "package":
         return eta0 / math.sqrt(t)
     if schedule == "experiment":
         return eta0 / math.sqrt(max(1, t - 1))
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "inverse":
+        return eta0 / t
+    raise ValueError(f"schedule must be one of {SCHEDULES + FAULT_SCHEDULES}, got {schedule!r}")
 
 
 def dual_update(lam: float, eta: float, b: int, g: float, eps: float) -> float:
@@ -173,8 +177,8 @@ def run_online(stream, *, eps: float, eta0: float = ETA0_PACKAGE, schedule: str 
     bounds = check_bounds(bounds)
     if not (np.isfinite(eta0) and eta0 > 0):
         raise ValueError(f"eta0 must be finite and > 0, got {eta0}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule not in SCHEDULES + FAULT_SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES + FAULT_SCHEDULES}, got {schedule!r}")
     if gap not in GAPS:
         raise ValueError(f"gap must be one of {GAPS}, got {gap!r}")
     if b_tau is not None and b_tau < 1:

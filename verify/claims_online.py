@@ -2,13 +2,14 @@ r"""Registry entries O1-O6: Algorithm 1 of paper A (the online primal-dual fairn
 
 The algorithm under test is ``reference.online.run_online`` (NumPy, exact penalised steps, one stream); its
 batched torch twin ``layers.online`` matches it stream for stream to 1e-10 in float64 (tests/test_online.py).
-The checks run the reference (the ground truth; the O4/O6 comparators are NumPy too); the torch twin is for
-many seeds on a device (bench/bench_online.py). Streams come from
-``reference.data.make_stream``: z = targets + noise N(0, 1) + delta_t (1/2 - A) (raw DP gap ~ delta_t),
-noise 0.5, batch size 16 unless a case says otherwise, eps = 0.05 (the synthetic experiments' tolerance),
-eta_0 = 0.5 and b_tau = 64 (package defaults). O3, O4 and O6 take 15-20 s each in the quick profile and are
-marked slow for the generic checklist (tests/test_online.py runs them on shorter streams via ``ctx.options``:
-"T" for O3/O4, "N" for O6).
+The checks run the reference (the ground truth; the O4/O6 comparators are NumPy too), except O3, whose long
+horizons run the torch twin batched over seeds on the context's device (T = 1e5 x 4 seeds quick; 1e6 x 256
+seeds full on a GPU), with on-device streams of the same distribution (the NumPy engine where torch is
+absent). Streams come from ``reference.data.make_stream``: z = targets + noise N(0, 1) + delta_t (1/2 - A)
+(raw DP gap ~ delta_t), noise 0.5, batch size 16 unless a case says otherwise, eps = 0.05 (the synthetic
+experiments' tolerance), eta_0 = 0.5 and b_tau = 64 (package defaults). O3, O4 and O6 take 15-20 s each in the
+quick profile and are marked slow for the generic checklist (tests/test_online.py runs them on shorter streams
+via ``ctx.options``: "T" for O3/O4, "N" for O6).
 
 Notation: v_t = b_t (g_t - eps), N_T = sum_{t<=T} b_t, weighted gap W_T = (1/N_T) sum b_t g_t.
 
@@ -324,25 +325,25 @@ RATE_ETA0 = 0.02    # a small step makes the approach phase visible (eta_0 = 0.5
 #                     then never violates again: slope 0, which says nothing about the rate)
 
 
-def bursty_stream(T: int, seed: int, c: float = 2.0, offset: float = 1.0) -> list[StreamBatch]:
-    """Adversarial on/off raw gap: phases of length max(1, round(c sqrt(t))) alternate between offset
+def bursty_offsets(T: int, c: float = 2.0, offset: float = 1.0) -> np.ndarray:
+    """Adversarial on/off raw gap delta_t, (T,): phases of length max(1, round(c sqrt(t))) alternate between
     ``offset`` (loud) and 0 (quiet), so that lambda rises in loud phases and decays in quiet ones at every
     scale of t: the positive excursions of sum_t v_t then grow like lambda*/eta_t ~ sqrt(t), the O(sqrt T)
-    of the bound (a stationary stream is far easier). Built on make_stream(offset=0)."""
-    stream = make_stream(T, seed=seed, noise=NOISE, offset=0.0)
+    of the bound (a stationary stream is far easier)."""
     delta, t, loud = np.zeros(T), 0, True
     while t < T:
         L = max(1, round(c * np.sqrt(t + 1)))
         if loud:
             delta[t:t + L] = offset
         t, loud = t + L, not loud
+    return delta
+
+
+def bursty_stream(T: int, seed: int) -> list[StreamBatch]:
+    """make_stream(offset=0) with the raw gap of :func:`bursty_offsets` added (host streams, one seed)."""
+    stream = make_stream(T, seed=seed, noise=NOISE, offset=0.0)
     return [StreamBatch(z=bt.z + d * (0.5 - bt.groups[:, 0]), groups=bt.groups, targets=bt.targets)
-            for bt, d in zip(stream.batches, delta, strict=True)]
-
-
-def _over_decaying_update(eta0: float):
-    """Planted fault of O3: eta_t = eta_0 / t instead of eta_0 / sqrt(t) (the run passes eta_0/sqrt(t))."""
-    return lambda lam, eta, b, g, eps: max(0.0, lam + (eta * eta / eta0) * b * (g - eps))
+            for bt, d in zip(stream.batches, bursty_offsets(T), strict=True)]
 
 
 # scenario -> (eps, stream builder, measured curve). Stationary with eps = 0: v_t = b_t g_t >= 0, so the
@@ -352,21 +353,66 @@ O3_SCENARIOS = {
     "stationary-eps0": (0.0, lambda T, seed: make_stream(T, seed=seed, noise=NOISE).batches, "cumulative"),
     "bursty": (EPS, bursty_stream, "envelope"),
 }
+O3_BATCH = 16
+# (T, seeds) per profile and engine: the batched torch run (layers.online, float64) on the context's device;
+# the full profile's 256 seeds x 1e6 steps need a GPU (33 GB of z in float64), on the CPU it takes 8 seeds.
+O3_SIZES = {("quick", "cpu"): (100_000, 4), ("quick", "cuda"): (100_000, 4),
+            ("full", "cpu"): (1_000_000, 8), ("full", "cuda"): (1_000_000, 256)}
+O3_REFERENCE_SIZES = {"quick": (20_000, 4), "full": (100_000, 8)}   # NumPy engine (no torch), per stream
 
 
-def _violation_curves(name: str, T: int, seeds, fault: str | None):
+def o3_streams_torch(name: str, T: int, S: int, seed: int, device: str, chunk: int = 1 << 14):
+    """S streams of scenario ``name`` generated on ``device`` (torch RNG, float64): b = 16 with 8 + 8 group
+    members (group 0 first: projection and gap are permutation-invariant), targets ~ N(0, 1),
+    z = targets + NOISE N(0, 1) + delta_t (1/2 - A) with delta_t = 1 (stationary, make_stream's offset) or
+    :func:`bursty_offsets` -- the distribution of the host streams, not their numbers.
+    Returns z (T, S, 16) and groups (T, S, 16) (an expanded view of one label pattern)."""
+    import torch
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    A = torch.arange(O3_BATCH, device=device) >= O3_BATCH // 2
+    delta = torch.as_tensor(bursty_offsets(T) if name == "bursty" else np.ones(T), dtype=torch.float64,
+                            device=device)
+    z = torch.empty(T, S, O3_BATCH, dtype=torch.float64, device=device)
+    for t0 in range(0, T, chunk):
+        t1 = min(T, t0 + chunk)
+        shape = (t1 - t0, S, O3_BATCH)
+        zc = torch.randn(shape, generator=gen, dtype=torch.float64, device=device)          # targets
+        zc.add_(torch.randn(shape, generator=gen, dtype=torch.float64, device=device), alpha=NOISE)
+        z[t0:t1] = zc + delta[t0:t1, None, None] * (0.5 - A.to(torch.float64))
+    return z, A.to(torch.int64).expand(T, S, O3_BATCH)
+
+
+def _violation_curves(name: str, T: int, S: int, seed: int, fault: str | None, engine: str, device: str,
+                      idx: np.ndarray):
+    """Cumulative (or envelope) violation C, weighted average A = C / N_T and the O1 bound term
+    lambda_{T+1} / eta_T of S streams at the indices ``idx`` of 0..T-1: arrays (S, len(idx))."""
     eps, build, kind = O3_SCENARIOS[name]
-    update = _over_decaying_update(RATE_ETA0) if fault == "over-decaying-step" else ref.dual_update
-    C, A, bound = [], [], []
-    for seed in seeds:
-        tr = ref.run_online(build(T, seed), eps=eps, eta0=RATE_ETA0, update=update, keep_y=False)
-        cv = tr.cumulative_violation()
-        if kind == "envelope":
-            cv = np.maximum.accumulate(np.maximum(cv, 0.0))
-        C.append(cv)
-        A.append(cv / tr.N)
-        bound.append(tr.lam[1:] / tr.eta_last())
-    return np.array(C), np.array(A), np.array(bound)
+    schedule = "inverse" if fault == "over-decaying-step" else "package"
+    if engine == "reference":
+        C, A, B = [], [], []
+        for s in range(S):
+            tr = ref.run_online(build(T, seed + s), eps=eps, eta0=RATE_ETA0, schedule=schedule, keep_y=False)
+            cv = tr.cumulative_violation()
+            if kind == "envelope":
+                cv = np.maximum.accumulate(np.maximum(cv, 0.0))
+            C.append(cv[idx])
+            A.append((cv / tr.N)[idx])
+            B.append((tr.lam[1:] / tr.eta_last())[idx])
+        return np.array(C), np.array(A), np.array(B)
+    import torch
+
+    from layers import online as lon
+    z, groups = o3_streams_torch(name, T, S, seed, device)
+    tr = lon.run_online(z, groups, eps=eps, eta0=RATE_ETA0, schedule=schedule, b_tau=None, check=False)
+    cv = torch.cumsum(O3_BATCH * (tr.g - eps), dim=0)                         # (T, S), b_t = 16
+    if kind == "envelope":
+        cv = torch.cummax(cv.clamp_min(0.0), dim=0).values
+    sel = torch.as_tensor(idx, device=cv.device)
+    N = torch.as_tensor(O3_BATCH * (idx + 1.0), dtype=cv.dtype, device=cv.device)[:, None]
+    eta = torch.as_tensor(tr.eta[idx], dtype=cv.dtype, device=cv.device)[:, None]
+    C = cv[sel]
+    return (C.T.cpu().numpy(), (C / N).T.cpu().numpy(), (tr.lam[1:][sel] / eta).T.cpu().numpy())
 
 
 def _fit_case(cid, T_grid, curves, claimed, burn_in, what, extra=None) -> CheckResult:
@@ -388,33 +434,45 @@ def _fit_case(cid, T_grid, curves, claimed, burn_in, what, extra=None) -> CheckR
               "bootstrap CI over seeds, on a stationary stream (eps = 0, so the violation is the gap and "
               "positive) and an adversarial on/off stream (eps = 0.05, running maximum of the positive "
               "part); eta_0 = 0.02; figure = lower end of the slope's CI (<= claimed exponent: consistent "
-              "with the rate or better)",
+              "with the rate or better). T = 1e5 steps x 4 seeds (quick), 1e6 x 256 seeds (full, cuda; 8 "
+              "seeds on the CPU), layers.online in float64",
     tolerance="statistical: 95% percentile bootstrap over seeds (verify.harness.fit_loglog, 2000 "
               "resamples of whole curves, fit on the log of the mean curve, <= 60 log-spaced points); "
               "round-off is irrelevant at these magnitudes (curves >= 1e-3, u = 1.1e-16)",
     faults=("over-decaying-step",)))
 def check_o3(ctx: Context) -> list[CheckResult]:
-    T = int(ctx.options.get("T", 100_000 if ctx.full else 20_000))
-    seeds = range(ctx.seed, ctx.seed + (8 if ctx.full else 4))
-    T_grid = np.arange(1, T + 1, dtype=np.float64)
+    try:
+        import layers.online  # noqa: F401
+        engine = "layers.online"
+        T, S = O3_SIZES[("full" if ctx.full else "quick", ctx.backend)]
+    except ImportError:
+        engine = "reference"                       # no torch: the NumPy recursion, one stream at a time
+        T, S = O3_REFERENCE_SIZES["full" if ctx.full else "quick"]
+    T = int(ctx.options.get("T", T))
+    S = int(ctx.options.get("seeds", S))
+    idx = log_points(T, 400)
+    T_grid = idx + 1.0
     burn_in = max(10, T // 100)
     results = []
     for name in ctx.iterate(list(O3_SCENARIOS), "O3 scenarios"):
-        C, A, B = _violation_curves(name, T, seeds, ctx.fault)
+        C, A, B = _violation_curves(name, T, S, ctx.seed, ctx.fault,
+                                    "reference" if engine == "reference" else "torch", ctx.backend, idx)
         bound_fit = fit_loglog(T_grid, B, burn_in=burn_in, seeds_axis=0)
-        extra = dict(T=T, seeds=list(seeds), eta0=RATE_ETA0, eps=O3_SCENARIOS[name][0],
-                     bound_slope=bound_fit.slope, bound_ci=list(bound_fit.ci))
+        extra = dict(T=T, seeds=S, seed=ctx.seed, engine=engine, device=ctx.backend, eta0=RATE_ETA0,
+                     eps=O3_SCENARIOS[name][0], bound_slope=bound_fit.slope, bound_ci=list(bound_fit.ci))
         res_c, fit_c = _fit_case(f"O3-{name}-cumulative", T_grid, C, 0.5, burn_in,
                                  "cumulative violation", extra)
         res_a, _ = _fit_case(f"O3-{name}-average", T_grid, A, -0.5, burn_in, "weighted average violation",
                              extra)
-        idx = log_points(T, 40)
+        for r in (res_c, res_a):
+            r.detail += f" ({engine}, T = {T}, {S} seeds)"
+        pts = log_points(T, 40)
         res_c.evidence["series"] = {"violation_loglog": {
-            "x": (idx + 1).tolist(), "xlabel": "T (batches)", "ylabel": "violation", "scale": "loglog",
-            "y": {"cumulative (mean over seeds)": C.mean(0)[idx].tolist(),
+            "x": (pts + 1).tolist(), "xlabel": "T (batches)", "ylabel": "violation", "scale": "loglog",
+            "y": {"cumulative (mean over seeds)": np.interp(pts + 1.0, T_grid, C.mean(0)).tolist(),
                   f"fit T^{fit_c.slope:.2f}":
-                      np.exp(fit_c.intercept + fit_c.slope * np.log(idx + 1.0)).tolist(),
-                  "bound lam_{T+1}/eta_T": B.mean(0)[idx].tolist()}}}
+                      np.exp(fit_c.intercept + fit_c.slope * np.log(pts + 1.0)).tolist(),
+                  "bound lam_{T+1}/eta_T": np.interp(pts + 1.0, T_grid, B.mean(0)).tolist()}}}
         results += [res_c, res_a]
     return results
 
