@@ -2,6 +2,8 @@
 # One command for a short GPU session (budget: <= 8 min on an H200, machine start not included):
 #   bash bench/gpu_session.sh            # CUDA tests, layer benchmarks on CUDA, online benchmark on CUDA
 #   bash bench/gpu_session.sh --smoke    # tiny sizes, CUDA parts skip: checks the script end to end on a CPU
+#   bash bench/gpu_session.sh --o3-full  # only O3 in the full profile on CUDA (1e6 steps x 256 seeds, two
+#                                        # scenarios; ~3-5 min expected, timeout 330 s): issue 5's GPU run
 # Needs python3 with torch (CUDA build), numpy, scipy, pytest, hypothesis; cvxpy/cvxpylayers are optional
 # (the authors' layer is skipped without them). Writes everything under $OUT (default ./bench/out):
 #   env.txt, summary.txt (one line per part: rc, seconds), <part>.log, pytest_cuda.xml,
@@ -16,6 +18,8 @@ PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HYPOTHESIS_PROFILE=ci
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
+O3FULL=0
+[ "${1:-}" = "--o3-full" ] && O3FULL=1
 : > "$OUT/summary.txt"
 
 part() {   # part NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc and seconds
@@ -38,7 +42,9 @@ part() {   # part NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc an
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-if [ "$SMOKE" = 1 ]; then
+if [ "$O3FULL" = 1 ]; then
+    part o3_full_cuda 330 "$PY" -m verify --profile full --backend cuda --claims O3 --out "$OUT/o3_full"
+elif [ "$SMOKE" = 1 ]; then
     part tests_cuda 120 "$PY" -m pytest -q -rs -m cuda tests/test_layers_cuda.py tests/test_online.py \
         --junitxml "$OUT/pytest_cuda.xml"
     part bench_layers 120 "$PY" -m bench.bench_layers --device cpu --sizes 256 2000 20000 --repeats 3 \
