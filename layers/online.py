@@ -242,13 +242,14 @@ def stack_streams(streams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedule: str = "package",
                metric: str = "dp", bounds=None, targets=None, b_tau: int | None = ref.B_TAU_PACKAGE,
                lam1: float = 0.0, keep_y: bool = False, device=None, dtype=None,
-               chunk: int | None = None, check: bool = True) -> BatchedTrace:
+               chunk: int | None = None, check: bool = True, progress=None) -> BatchedTrace:
     """Algorithm 1 on S streams at once; see the module docstring. ``dtype`` defaults to float64 for
     NumPy input (else z's dtype). The problem structure is built once per ``chunk`` consecutive steps of
     equal batch size (default: 256 on CUDA; on the CPU as many as keep a chunk's S K b values under
     CPU_CHUNK_VALUES, so that its tensors stay in cache: K = 256 at S = b = 16, K = 16 at S = 1024).
     Raises ValueError on bad input (checked once, before the loop; ``check=False`` skips the value checks,
-    e.g. for streams generated on the device)."""
+    e.g. for streams generated on the device). ``progress``: optional wrapper of the list of chunks (a
+    progress bar, e.g. ``tqdm``) for long runs."""
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
     if not (np.isfinite(eta0) and eta0 > 0):
@@ -294,8 +295,9 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
         for t0, t1 in _chunks(b, chunk):
             _stacked_rows(zs, gs, ts, t0, t1, metric, bounds, check=True)
     ys = [] if keep_y else None
+    chunks = list(_chunks(b, chunk))
     with torch.no_grad():
-        for t0, t1 in _chunks(b, chunk):
+        for t0, t1 in (progress(chunks) if progress else chunks):
             K, bt = t1 - t0, int(b[t0])
             if hard[t0]:            # the hard layer on the whole chunk at once; lambda left alone
                 rows = _stacked_rows(zs, gs, ts, t0, t1, metric, None, check=False)

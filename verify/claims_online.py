@@ -33,6 +33,8 @@ schedule's eta_t fails).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from reference import online as ref
@@ -384,7 +386,7 @@ def o3_streams_torch(name: str, T: int, S: int, seed: int, device: str, chunk: i
 
 
 def _violation_curves(name: str, T: int, S: int, seed: int, fault: str | None, engine: str, device: str,
-                      idx: np.ndarray):
+                      idx: np.ndarray, progress=None):
     """Cumulative (or envelope) violation C, weighted average A = C / N_T and the O1 bound term
     lambda_{T+1} / eta_T of S streams at the indices ``idx`` of 0..T-1: arrays (S, len(idx))."""
     eps, build, kind = O3_SCENARIOS[name]
@@ -404,7 +406,8 @@ def _violation_curves(name: str, T: int, S: int, seed: int, fault: str | None, e
 
     from layers import online as lon
     z, groups = o3_streams_torch(name, T, S, seed, device)
-    tr = lon.run_online(z, groups, eps=eps, eta0=RATE_ETA0, schedule=schedule, b_tau=None, check=False)
+    tr = lon.run_online(z, groups, eps=eps, eta0=RATE_ETA0, schedule=schedule, b_tau=None, check=False,
+                        progress=progress)
     cv = torch.cumsum(O3_BATCH * (tr.g - eps), dim=0)                         # (T, S), b_t = 16
     if kind == "envelope":
         cv = torch.cummax(cv.clamp_min(0.0), dim=0).values
@@ -455,8 +458,10 @@ def check_o3(ctx: Context) -> list[CheckResult]:
     burn_in = max(10, T // 100)
     results = []
     for name in ctx.iterate(list(O3_SCENARIOS), "O3 scenarios"):
+        desc = f"O3 {name}: chunks of steps"
         C, A, B = _violation_curves(name, T, S, ctx.seed, ctx.fault,
-                                    "reference" if engine == "reference" else "torch", ctx.backend, idx)
+                                    "reference" if engine == "reference" else "torch", ctx.backend, idx,
+                                    progress=functools.partial(ctx.iterate, desc=desc))
         bound_fit = fit_loglog(T_grid, B, burn_in=burn_in, seeds_axis=0)
         extra = dict(T=T, seeds=S, seed=ctx.seed, engine=engine, device=ctx.backend, eta0=RATE_ETA0,
                      eps=O3_SCENARIOS[name][0], bound_slope=bound_fit.slope, bound_ci=list(bound_fit.ci))
