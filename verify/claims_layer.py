@@ -3,7 +3,8 @@ r"""Registry entries L1-L7: the fairness layer of paper A, checked numerically o
 The layer is g(z) = argmin_{y in C} ||y - z||^2, C = {|A y - c| <= eps, lb <= y <= ub} (CLAIMS.md).
 Targets: ``ours`` = ``layers.project`` (exact, differentiable torch layer), ``paper`` =
 ``layers.cvxpy_layer`` (the authors' cvxpylayers formulation, solver tolerance), ``package`` = the
-published ``fairness-training`` 0.1.0 layer (INCONCLUSIVE with a note when it is not installed).
+published ``fairness-training`` 0.1.0 layer (``FairModel``; INCONCLUSIVE with a note when it is not installed,
+and per case for a metric it does not have: pairwise).
 
 Cases: every metric -- ``dp`` (one attribute), ``dp2`` (dp, two marginal attributes), ``pairwise``
 (dp_pairwise, 2 attributes = 4 cells, 6 rows), ``mr`` (two attributes, 4 rows), ``eo`` (one attribute,
@@ -200,13 +201,50 @@ def _paper(device: str) -> Layer:
                  note="layers.cvxpy_layer at its default solver settings")
 
 
+PACKAGE_METRICS = {"dp": "mean_pred", "mr": "mean_residual", "eo": "equalized_odds"}   # no pairwise metric
+PACKAGE_OPEN_BOX = (-100.0, 100.0)  # the package always boxes; for unboxed cases a box that never binds here
+
+
 def _package(device: str) -> Layer:
+    """The published fairness-training 0.1.0 layer: ``FairModel`` in training mode (hard per-batch
+    constraints, cvxpylayers at its defaults) on inputs x = [A_1 .. A_k, z] with a "network" that returns z,
+    so that its projection receives z exactly. Per call a model is built with
+    ``fairness_tolerance = eps`` (the package takes eps as a constructor float: no eps-derivative)."""
+    if device != "cpu":
+        raise Unavailable("target package (cvxpylayers) runs on the CPU only")
     try:
-        import fairness_training  # noqa: F401
+        from fairness_training import FairModel
     except ImportError:
         raise Unavailable("the fairness-training 0.1.0 package is not installed "
                           "(pip install --no-deps fairness-training==0.1.0)") from None
-    raise Unavailable("fairness-training is installed but no adapter to its layer is written yet")
+
+    class Scores(torch.nn.Module):
+        """The "network": returns the raw scores z (carrying autograd; x itself must not: the package
+        reads the protected columns with .numpy())."""
+
+        def __init__(self, z):
+            super().__init__()
+            self.z = z
+
+        def forward(self, x):
+            return self.z[:, None]
+
+    def fn(z, inst, eps):
+        case_metric = inst.metric if inst.metric != "dp_pairwise" else None
+        if case_metric not in PACKAGE_METRICS:
+            raise Unavailable(f"fairness-training 0.1.0 has no {inst.metric!r} metric")
+        if z.ndim > 1:
+            return torch.stack([fn(zi, inst, eps) for zi in z.reshape(-1, z.shape[-1])]).reshape(z.shape)
+        k = inst.groups.shape[1]
+        model = FairModel(input_dim=k + 1, protected_attr_idx=list(range(k)),
+                          prediction_bounds=inst.bounds or PACKAGE_OPEN_BOX, fairness_tolerance=float(eps),
+                          fairness_metric=PACKAGE_METRICS[case_metric], custom_network=Scores(z))
+        x = torch.cat([torch.as_tensor(inst.groups, dtype=z.dtype), z.detach()[:, None]], dim=1)
+        targets = None if inst.targets is None else torch.as_tensor(inst.targets, dtype=z.dtype)
+        return model(x, y=targets)[:, 0]
+
+    return Layer("package", fn, device, exact=False, solver_opts={},
+                 note="fairness-training 0.1.0 FairModel (hard constraints, cvxpylayers defaults)")
 
 
 def get_layer(ctx: Context) -> Layer:
@@ -373,11 +411,15 @@ def check_l1(ctx: Context) -> list[CheckResult]:
     for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L1 cases")):
         rng = _seed(ctx, 1, ci)
         worst, sizes = None, []
-        for _ in range(n_inst):
-            inst = make_instance(case, box, int(rng.integers(8, 97)), rng)
-            y = layer.numpy(inst)(inst.z)
-            worst = _worse(worst, (slack(inst.constraints(), y), _l1_tol(layer, inst)))
-            sizes.append(inst.b)
+        try:
+            for _ in range(n_inst):
+                inst = make_instance(case, box, int(rng.integers(8, 97)), rng)
+                y = layer.numpy(inst)(inst.z)
+                worst = _worse(worst, (slack(inst.constraints(), y), _l1_tol(layer, inst)))
+                sizes.append(inst.b)
+        except Unavailable as exc:          # a case the target cannot express (package: no pairwise)
+            out.extend(_unavailable(f"L1-{case_label(case, box)}", exc))
+            continue
         out.append(CheckResult.compare(
             f"L1-{case_label(case, box)}", *worst,
             detail=f"largest slack over {n_inst} instances (b in 8..96), eps={EPS}; {layer.note}",
@@ -388,7 +430,11 @@ def check_l1(ctx: Context) -> list[CheckResult]:
         for b in ctx.iterate(sizes, f"L1 {case_label(case, box)} per b"):
             inst = make_instance(case, box, b, _seed(ctx, 11, b))
             C = inst.constraints()
-            y = layer.numpy(inst)(inst.z)
+            try:
+                y = layer.numpy(inst)(inst.z)
+            except Unavailable as exc:
+                out.extend(_unavailable(f"L1-{case_label(case, box)}-b{b}", exc))
+                continue
             s, tol = slack(C, y), _l1_tol(layer, inst)
             slacks.append(s)
             bounds.append(tol)
@@ -398,6 +444,8 @@ def check_l1(ctx: Context) -> list[CheckResult]:
                 detail=f"slack at b={b} (one instance; fairness rows {row:.3g}), eps={EPS}; {layer.note}",
                 evidence={"b": b, "seed": ctx.seed, "solver_opts": layer.solver_opts, "row_slack": row,
                           "roundoff_tol": feasibility_tol(C, inst.z), "max_abs_y": float(np.max(np.abs(y)))}))
+        if not slacks:
+            continue
         out[-1].evidence["series"] = {"slack_vs_b": {
             "x": list(sizes), "y": {"slack": [max(v, 1e-18) for v in slacks], "bound": bounds},
             "xlabel": "batch size b", "ylabel": "max(|gap| - eps, box excess)", "scale": "loglog"}}
@@ -457,26 +505,31 @@ def check_l2(ctx: Context) -> list[CheckResult]:
     for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L2 cases")):
         rng = _seed(ctx, 2, ci)
         kkt_w = ref_w = cvx_w = None            # worst (figure, bound) by figure / bound
-        for _ in range(n_inst):
-            inst = make_instance(case, box, b, rng)
-            sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
-                                  targets=inst.targets)
-            y = layer.numpy(inst)(inst.z)
-            s = scale_of(inst.z)
-            if layer.exact:
-                kappa = gram_condition(sol.constraints, sol.y, 1e-9 * s)
-                k = reference.kkt_residuals(y, inst.z, sol.constraints, sol.mu)["max"]
-                kkt_w = _worse(kkt_w, (k, 10 * kkt_tolerance(b)))
-                d_tol = 2 * forward_error(b, 1.0, kappa=kappa)
-            else:
-                f_star = float(np.sum((sol.y - inst.z) ** 2))
-                d_tol = _solver_distance_tol(layer, f_star) / s
-            ref_w = _worse(ref_w, (float(np.max(np.abs(y - sol.y))) / s, d_tol))
-            if cvx is not None:
-                yc = cvx.solve_projection(inst.z, inst.groups, metric=inst.metric, eps=inst.eps,
-                                          bounds=inst.bounds, targets=inst.targets, solver="CLARABEL",
-                                          **cvx.TIGHT["CLARABEL"]).y
-                cvx_w = _worse(cvx_w, (float(np.max(np.abs(y - yc))) / s, cvx.ACCURACY["CLARABEL"] + d_tol))
+        try:
+            for _ in range(n_inst):
+                inst = make_instance(case, box, b, rng)
+                sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps,
+                                      bounds=inst.bounds, targets=inst.targets)
+                y = layer.numpy(inst)(inst.z)
+                s = scale_of(inst.z)
+                if layer.exact:
+                    kappa = gram_condition(sol.constraints, sol.y, 1e-9 * s)
+                    k = reference.kkt_residuals(y, inst.z, sol.constraints, sol.mu)["max"]
+                    kkt_w = _worse(kkt_w, (k, 10 * kkt_tolerance(b)))
+                    d_tol = 2 * forward_error(b, 1.0, kappa=kappa)
+                else:
+                    f_star = float(np.sum((sol.y - inst.z) ** 2))
+                    d_tol = _solver_distance_tol(layer, f_star) / s
+                ref_w = _worse(ref_w, (float(np.max(np.abs(y - sol.y))) / s, d_tol))
+                if cvx is not None:
+                    yc = cvx.solve_projection(inst.z, inst.groups, metric=inst.metric, eps=inst.eps,
+                                              bounds=inst.bounds, targets=inst.targets, solver="CLARABEL",
+                                              **cvx.TIGHT["CLARABEL"]).y
+                    cvx_w = _worse(cvx_w, (float(np.max(np.abs(y - yc))) / s,
+                                           cvx.ACCURACY["CLARABEL"] + d_tol))
+        except Unavailable as exc:          # a case the target cannot express (package: no pairwise)
+            out.extend(_unavailable(f"L2-{case_label(case, box)}", exc))
+            continue
         lab = case_label(case, box)
         ev = {"case": lab, "instances": n_inst, "b": b, "seed": ctx.seed}
         if layer.exact:
@@ -546,7 +599,7 @@ def _jac_tol(b: int, kappa: float) -> float:
               "relative VJP error ||J^T v - P v|| / ||v|| <= sqrt(eps_abs + eps_rel) (kappa = 1, one row). "
               "FD and kink cases are not run on a solver layer (they would measure its stopping noise)",
     faults=("wrong-sign", "box-ignored-backward"),
-    targets=("ours", "paper")))
+    targets=ALL_TARGETS))
 def check_l3(ctx: Context) -> list[CheckResult]:
     try:
         layer = get_layer(ctx)
@@ -609,7 +662,11 @@ def _l3_solver_layer(ctx: Context, layer: Layer) -> list[CheckResult]:
         kappa = gram_condition(sol.constraints, sol.y, 1e-9 * s)
         rows, free = active_set(sol.constraints, sol.y, tol=1e-9 * s)
         J_exact = projector_jacobian(sol.constraints.A[rows], free)
-        J = layer.jacobian(inst)
+        try:
+            J = layer.jacobian(inst)
+        except Unavailable as exc:          # a case the target cannot express (package: no pairwise)
+            out.extend(_unavailable(f"L3-{lab}-projector", exc))
+            continue
         d_tol = _solver_distance_tol(layer, float(np.sum((sol.y - inst.z) ** 2))) / s
         err = float(np.max(np.abs(J - J_exact)))
         out.append(CheckResult.compare(
