@@ -254,8 +254,7 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
     if not (np.isfinite(eta0) and eta0 > 0):
         raise ValueError(f"eta0 must be finite and > 0, got {eta0}")
-    if schedule not in ref.SCHEDULES + ref.FAULT_SCHEDULES:
-        raise ValueError(f"schedule must be one of {ref.SCHEDULES + ref.FAULT_SCHEDULES}, got {schedule!r}")
+    ref.check_schedule(schedule)
     if b_tau is not None and b_tau < 1:
         raise ValueError(f"b_tau must be >= 1 or None, got {b_tau}")
     if not (np.isfinite(lam1) and lam1 >= 0):

@@ -48,6 +48,13 @@ B_TAU_PACKAGE = 64        # fairness-training 0.1.0 default; docs / older code: 
 ETA0_PACKAGE = 0.5        # package and synthetic inference; 0.1 in the FairFace and training code
 
 
+def check_schedule(schedule: str) -> str:
+    """ValueError unless ``schedule`` is one of SCHEDULES or FAULT_SCHEDULES."""
+    if schedule not in SCHEDULES + FAULT_SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES + FAULT_SCHEDULES}, got {schedule!r}")
+    return schedule
+
+
 def step_size(t: int, eta0: float, schedule: str = "package") -> float:
     """eta_t for the t-th dual update (t >= 1): eta0/sqrt(t) ("package") or eta0/sqrt(max(1, t-1))
     ("experiment"); "inverse" = eta0/t is a planted fault (O3), not an algorithm of the paper."""
@@ -55,9 +62,8 @@ def step_size(t: int, eta0: float, schedule: str = "package") -> float:
         return eta0 / math.sqrt(t)
     if schedule == "experiment":
         return eta0 / math.sqrt(max(1, t - 1))
-    if schedule == "inverse":
-        return eta0 / t
-    raise ValueError(f"schedule must be one of {SCHEDULES + FAULT_SCHEDULES}, got {schedule!r}")
+    check_schedule(schedule)
+    return eta0 / t                                     # "inverse"
 
 
 def dual_update(lam: float, eta: float, b: int, g: float, eps: float) -> float:
@@ -177,8 +183,7 @@ def run_online(stream, *, eps: float, eta0: float = ETA0_PACKAGE, schedule: str 
     bounds = check_bounds(bounds)
     if not (np.isfinite(eta0) and eta0 > 0):
         raise ValueError(f"eta0 must be finite and > 0, got {eta0}")
-    if schedule not in SCHEDULES + FAULT_SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES + FAULT_SCHEDULES}, got {schedule!r}")
+    check_schedule(schedule)
     if gap not in GAPS:
         raise ValueError(f"gap must be one of {GAPS}, got {gap!r}")
     if b_tau is not None and b_tau < 1:
