@@ -607,12 +607,9 @@ def check_l3(ctx: Context) -> list[CheckResult]:
         return _unavailable("L3", exc)
     if not layer.exact:
         return _l3_solver_layer(ctx, layer)
-    b = 24 if ctx.full else 12
     out = []
-    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L3 Jacobians")):
-        rng = _seed(ctx, 3, ci)
-        inst = make_instance(case, box, b, rng)
-        lab = case_label(case, box)
+    for lab, inst, rng in _l3_instances(ctx, "L3 Jacobians"):
+        b = inst.b
         g = layer.numpy(inst)
         y = g(inst.z)
         s = scale_of(inst.z)
@@ -647,15 +644,20 @@ def check_l3(ctx: Context) -> list[CheckResult]:
     return out
 
 
+def _l3_instances(ctx: Context, desc: str):
+    """L3's instances, the same for every target: (case label, Instance with b = 12 (24 full), its rng)."""
+    b = 24 if ctx.full else 12
+    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), desc)):
+        rng = _seed(ctx, 3, ci)
+        yield case_label(case, box), make_instance(case, box, b, rng), rng
+
+
 def _l3_solver_layer(ctx: Context, layer: Layer) -> list[CheckResult]:
     """L3 for a solver layer: its autograd Jacobian against the projector of the exact solution's active
     set (reference.solve), the bound from the solver's tolerance (see the claim's tolerance text)."""
-    b = 24 if ctx.full else 12
     out = []
-    for ci, (case, box) in enumerate(ctx.iterate(all_cases(), "L3 Jacobians (solver layer)")):
-        rng = _seed(ctx, 3, ci)
-        inst = make_instance(case, box, b, rng)
-        lab = case_label(case, box)
+    for lab, inst, rng in _l3_instances(ctx, "L3 Jacobians (solver layer)"):
+        b = inst.b
         sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
                               targets=inst.targets)
         s = scale_of(inst.z)
