@@ -137,6 +137,50 @@ def test_planted_fault_fails(cid, fault):
     assert any(r.verdict == Verdict.FAIL for r in _run(cid, fault))
 
 
+@pytest.mark.fault
+def test_o2_zero_gap_case_catches_half_multiplier():
+    """The zero-gap case itself can fail: with the threshold at mu*/2 (the half-scaled multiplier), steps
+    with mu*/2 <= lambda_t b_t < mu*_t keep a nonzero gap."""
+    import verify.claims_online  # noqa: F401
+
+    res = {r.id: r for r in _run("O2", "half-multiplier-threshold")}
+    assert res["O2-zero-gap"].verdict == Verdict.FAIL and res["O2-zero-gap"].figure > 0.1
+    assert res["O2-stationary"].verdict == Verdict.PASS
+
+
+def test_o2_zero_gap_allowance_covers_large_multipliers():
+    """Regression: the full profile's drifting-box stream, step 4128 (raw gap ~82, mu* = 663, box (-2, 2)).
+    Its zero-gap step evaluated to g = 3.1e-14 here, above the former allowance 2 b u max|y| = 7.1e-15, which
+    left out the rounding of the root nu = mu*/2 on its linear piece (z = y + nu a is ~40, not ~2)."""
+    from types import SimpleNamespace
+
+    from reference import solve, solve_penalized
+    from verify.claims_online import zero_gap_allowance
+
+    z = np.array([40.88965218929253, -41.43501724566435, 41.765132256038534, -42.03488782375615,
+                  -41.22833686138019, 43.530247002130196, -40.8711039655094, 40.36015109571421,
+                  -40.590727772192764, -41.28570935519677, -39.82575841618426, 40.868570509361675,
+                  42.56609199197882, 42.45341931151024, 42.8869877628964, -40.65040189342903])
+    g = np.array([0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 0, 1])
+    box = (-2.0, 2.0)
+    mu = float(np.abs(solve(z, g, metric="dp", eps=0.0, bounds=box).mu).sum())
+    assert mu == pytest.approx(663.1594116801126, rel=1e-9)
+    y = solve_penalized(z, g, lam=673.137354948586, bounds=box).y
+    allowance = zero_gap_allowance(SimpleNamespace(groups=g), y, mu)
+    assert ref.batch_gap(y, g) <= allowance
+    assert allowance < 1e-12          # still a round-off bound: the fault above gives gaps of order 1
+    # random zero-gap steps with large raw gaps, with and without an active box
+    rng = np.random.default_rng(3)
+    for i in range(200):
+        g = rng.integers(0, 2, 16)
+        g[:2] = [0, 1]
+        z = rng.normal(0, 1, 16) + rng.uniform(5, 60) * g
+        box = (-2.0, 2.0) if i % 2 else (-50.0, 80.0)
+        mu = float(np.abs(solve(z, g, metric="dp", eps=0.0, bounds=box).mu).sum())
+        y = solve_penalized(z, g, lam=1.5 * mu, bounds=box).y
+        assert ref.batch_gap(y, g) <= zero_gap_allowance(SimpleNamespace(groups=g), y, mu)
+
+
 def test_o3_short():
     """O3 at T = 4000 (the registry's quick profile uses 1e5 steps x 4 seeds and is marked slow)."""
     import verify.claims_online  # noqa: F401

@@ -16,12 +16,16 @@ Notation: v_t = b_t (g_t - eps), N_T = sum_{t<=T} b_t, weighted gap W_T = (1/N_T
 Round-off allowances (u = 1.1e-16): see ``OnlineTrace.roundoff`` for O1 (each computed lambda_{t+1} is off
 by <= 2u (lambda_t + eta_t |v_t|), which the proof divides by eta_t; running sums add gamma_T = T u of
 their absolute sum); O2: lambda after t steps carries <= 4 t u max(lambda) (t roundings of a sum and a
-max), and a gap that is 0 in exact arithmetic evaluates to <= ||a||_1 gamma_b max|y| = 2 b u max|y|.
+max), and a zero-gap step's gap (0 in exact arithmetic) evaluates to <= gamma_{b+2} (3 ||a||_1 max|y| +
+4 |nu| ||a||^2) (:func:`zero_gap_allowance`: the root nu of its linear piece, the output z - nu a and the gap
+a^T y are each rounded; nu = mu*/2 is large when the raw gap is, so z = y + nu a is not bounded by y).
 
 Planted faults: O1 ``constant-step-bound`` evaluates the bound with eta_0 in place of eta_T (what a
 constant-step analysis gives) while the run decays its step -- the reverse pairing (constant step in the
 run, eta_0/sqrt(T) in the bound) only loosens the bound and cannot fail; ``unweighted-dual`` drops b_t from
-the dual step. O2 ``no-overshoot-term`` drops eta_0 b_max (G_max - eps) from the bound. O5
+the dual step. O2 ``no-overshoot-term`` drops eta_0 b_max (G_max - eps) from the bound;
+``half-multiplier-threshold`` tests the zero-gap implication at lambda_t b_t >= mu*_t / 2 (the half-scaled
+multiplier nu* of the reference's stationarity form in place of mu* = 2 nu*). O5
 ``pooled-as-weighted`` reports the batch-weighted average of per-batch gaps as the pooled gap (the
 package's docstring says the two coincide for constant group ratios; they do not). O3 ``over-decaying-step``
 runs eta_0/t; O4 ``hard-per-batch`` replaces Algorithm 1 by the hard layer on every batch (b_tau = 1); O6
@@ -178,6 +182,24 @@ def multiplier_bound(batches, tr: ref.OnlineTrace, bounds, *,
     return B, dict(mu=mu, raw=raw)
 
 
+def zero_gap_allowance(bt, y: np.ndarray, mu: float) -> float:
+    """Round-off bound on the computed gap of a zero-gap step (one DP row a: +-1/n_g, ||a||_1 = 2).
+
+    The step is y = clip(z - nu a) with nu = num / ||a_F||^2 solved on the root's linear piece
+    (``reference.projection.row_value_root``), num = sum_F a_i z_i + sum_C a_i y_i. Rounding num and the
+    division leaves |a^T y(nu_hat)| <= gamma_{b+1} (sum |a_i x_i| + |nu| ||a||^2), x = z on F, y on C, and
+    sum_F |a_i z_i| <= ||a||_1 max|y| + |nu| ||a||^2 (z_i = y_i + nu a_i there); forming y_i = z_i - nu a_i adds
+    u (||a||_1 max|y| + 2 |nu| ||a||^2); evaluating a^T y adds gamma_b ||a||_1 max|y|. In all:
+    g <= gamma_{b+2} (3 ||a||_1 max|y| + 4 |nu| ||a||^2), nu = mu*/2.
+    """
+    groups = np.asarray(bt.groups).reshape(len(y), -1)[:, 0]
+    counts = np.bincount(groups.astype(np.int64))
+    a_sq = float(np.sum(1.0 / counts[counts > 0]))
+    b = len(y)
+    gamma = (b + 2) * U64 / (1 - (b + 2) * U64)
+    return gamma * (3 * 2.0 * float(np.max(np.abs(y))) + 4 * (mu / 2) * a_sq)
+
+
 @register(Claim(
     id="O2", paper="A", provenance="reconstructed",
     statement="bounded multiplier: lambda_t <= max_{s<t} mu*_s/b_s + eta_0 b_max (G_max - eps)^+ (mu*_s: "
@@ -185,11 +207,12 @@ def multiplier_bound(batches, tr: ref.OnlineTrace, bounds, *,
               "largest raw gap), and whenever lambda_t b_t >= mu*_t the step returns g_t = 0; without a "
               "box and with growing raw gaps lambda grows with them (no uniform bound)",
     tolerance="lambda_t <= B_t + 4 t u max(lambda, B) (t roundings of the dual update, u = 1.1e-16); "
-              "zero-gap steps: g_t <= 2 b_t u max|y_t| (a^T y with ||a||_1 = 2 summed over b_t terms, "
-              "gamma_b); growth case: mean lambda over t in (0.9T, T] / mean over (T/4, T/2] >= (1/2) the "
+              "zero-gap steps: g_t <= gamma_{b+2} (3 ||a||_1 max|y_t| + 4 |nu_t| ||a||^2), nu_t = mu*_t/2 "
+              "(rounding of the root on its linear piece, of y = z - nu a and of a^T y; zero_gap_allowance); "
+              "growth case: mean lambda over t in (0.9T, T] / mean over (T/4, T/2] >= (1/2) the "
               "same ratio of raw gaps (lambda* is proportional to the raw gap for one attribute without a "
               "box; the factor 1/2 absorbs the oscillation of the drifting offset)",
-    faults=("no-overshoot-term",)))
+    faults=("no-overshoot-term", "half-multiplier-threshold")))
 def check_o2(ctx: Context) -> list[CheckResult]:
     T = 5000 if ctx.full else 800
     results = []
@@ -204,11 +227,12 @@ def check_o2(ctx: Context) -> list[CheckResult]:
         allow = 4 * t * U64 * np.maximum(np.maximum.accumulate(lam_next), B)
         excess = float(np.max(lam_next - B - allow))
         # zero-gap regime: lambda_t b_t >= mu*_t  =>  g_t = 0
-        zero = (~tr.hard) & (tr.lam[:-1] * tr.b >= info["mu"])
-        if zero.any():
-            ymax = np.array([np.max(np.abs(y)) for y in tr.y])
-            zero_gap_worst = max(zero_gap_worst, float(np.max((tr.g - 2 * tr.b * U64 * ymax)[zero])))
-            zero_gap_n += int(zero.sum())
+        threshold = info["mu"] / 2 if ctx.fault == "half-multiplier-threshold" else info["mu"]
+        zero = (~tr.hard) & (tr.lam[:-1] * tr.b >= threshold)
+        for s in np.flatnonzero(zero):
+            excess_s = tr.g[s] - zero_gap_allowance(batches[s], tr.y[s], info["mu"][s])
+            zero_gap_worst = max(zero_gap_worst, float(excess_s))
+        zero_gap_n += int(zero.sum())
         ev = dict(T=T, seed=ctx.seed, lambda_max=float(tr.lam.max()), bound_final=float(B[-1]),
                   mu_over_b_max=float(np.max(info["mu"] / tr.b)), raw_gap_max=float(info["raw"].max()),
                   zero_gap_steps=int(zero.sum()))
