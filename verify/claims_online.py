@@ -187,9 +187,10 @@ def zero_gap_allowance(bt, y: np.ndarray, mu: float) -> float:
 
     The step is y = clip(z - nu a) with nu = num / ||a_F||^2 solved on the root's linear piece
     (``reference.projection.row_value_root``), num = sum_F a_i z_i + sum_C a_i y_i. Rounding num and the
-    division leaves |a^T y(nu_hat)| <= gamma_{b+1} (sum |a_i x_i| + |nu| ||a||^2), x = z on F, y on C, and
-    sum_F |a_i z_i| <= ||a||_1 max|y| + |nu| ||a||^2 (z_i = y_i + nu a_i there); forming y_i = z_i - nu a_i adds
-    u (||a||_1 max|y| + 2 |nu| ||a||^2); evaluating a^T y adds gamma_b ||a||_1 max|y|. In all:
+    division leaves |a^T y(nu_hat)| <= gamma_{b+1} (sum |a_i x_i| + |nu| ||a||^2), x = z on F, y on C,
+    and sum_F |a_i z_i| <= ||a||_1 max|y| + |nu| ||a||^2 (z_i = y_i + nu a_i there); forming
+    y_i = z_i - nu a_i adds u (||a||_1 max|y| + 2 |nu| ||a||^2); evaluating a^T y adds
+    gamma_b ||a||_1 max|y|. In all:
     g <= gamma_{b+2} (3 ||a||_1 max|y| + 4 |nu| ||a||^2), nu = mu*/2.
     """
     groups = np.asarray(bt.groups).reshape(len(y), -1)[:, 0]
