@@ -100,6 +100,20 @@ def floor_fn(z, v):
     return fn
 
 
+def graphed_fn(z, g, v):
+    """CUDA only: forward+backward of ours replayed from a CUDA graph (``torch.cuda.make_graphed_callables``,
+    groups captured as a constant, ``check=False``: the path has no host sync), i.e. the kernels' time
+    without Python's per-launch overhead. Raises what the capture raises (recorded by the caller)."""
+    def f(zz):
+        return layers.project(zz, g, metric="dp", eps=EPS, bounds=BOX, check=False)
+    graphed = torch.cuda.make_graphed_callables(f, (z.detach().clone().requires_grad_(True),))
+
+    def fn():
+        zz = z.detach().requires_grad_(True)
+        graphed(zz).backward(v)
+    return fn
+
+
 def repeats_for(b: int, base: int) -> int:
     return max(3, min(base, int(base * 2e5 / max(b, 1))))
 
@@ -171,7 +185,8 @@ def bench_cvx(z0, g0, v0, repeats: int) -> dict:
 
 
 def bench_batched(args, out: dict) -> None:
-    """4096 problems x b = 256 (per-problem groups), forward+backward in one call."""
+    """4096 problems x b = 256 (per-problem groups), forward+backward in one call (on CUDA also replayed
+    from a CUDA graph: :func:`graphed_fn`)."""
     dev = torch.device(args.device)
     P, b = 4096, 256
     z0, g0, v0 = instance(b, seed=1, batch=(P,))
@@ -182,6 +197,11 @@ def bench_batched(args, out: dict) -> None:
         v = torch.tensor(v0, dtype=dtype, device=dev)
         row[f"ours_{args.device}_{name}_fwdbwd_s"] = timer(ours_fn(z, g, v, backward=True), dev, args.repeats)
         row[f"ours_{args.device}_{name}_fwd_s"] = timer(ours_fn(z, g, v, backward=False), dev, args.repeats)
+        if dev.type == "cuda":
+            try:
+                row[f"ours_cuda_graph_{name}_fwdbwd_s"] = timer(graphed_fn(z, g, v), dev, args.repeats)
+            except Exception as exc:   # a capture failure is a result to record, not a reason to stop
+                row[f"ours_cuda_graph_{name}_error"] = f"{type(exc).__name__}: {exc}"[:500]
     if args.cvx_max >= b and args.cvx_skip:
         row["cvx"] = args.cvx_skip
     elif args.cvx_max >= b:                          # authors: one problem at a time, extrapolated to P
