@@ -17,8 +17,11 @@ with one host sync per iteration (convergence masks).
    multipliers: the augmented-Lagrangian iterate projected onto the stationarity equations of the free
    coordinates (and of clamped ones whose box multiplier is ~0, which pin nu at kinks).
 3. **Certify** with the reference's KKT residual (primal, box-multiplier signs, complementarity,
-   stationarity; relative) <= ``reference.projection.kkt_tolerance(b)``; otherwise iterate on and raise
-   ``ConvergenceError`` after ``MAX_OUTER`` multiplier updates. Nothing falls back silently.
+   stationarity; relative), with the reference's rules (``reference.projection._coupled``): a solution at
+   round-off (<= ``ROUND_OFF * kkt_tolerance(b)``) ends the search at once; near it (<= 1e3 x the tolerance)
+   patterns are also re-read off the best exact solution at ``FINE_THRESHOLDS``; after ``MAX_OUTER``
+   multiplier updates the best solution is returned if <= ``kkt_tolerance(b)`` (near-degenerate instances,
+   e.g. eps ~ 1e-11), else ``ConvergenceError`` is raised. Nothing falls back silently.
 """
 
 from __future__ import annotations
@@ -27,15 +30,27 @@ import dataclasses
 
 import torch
 
-from reference.projection import KKT_TOL, ConvergenceError, kkt_tolerance
+from reference.projection import (
+    FINE_THRESHOLDS,
+    KKT_TOL,
+    ROUND_OFF,
+    SIGMA0,
+    SIGMA_GROWTH,
+    SIGMA_MAX,
+    THRESHOLDS,
+    ConvergenceError,
+    kkt_tolerance,
+)
 
 MAX_OUTER = 30            # augmented-Lagrangian multiplier updates (each followed by a polish) before raising
 MAX_INNER = 50            # Newton steps per augmented-Lagrangian subproblem
 MAX_HALVINGS = 40         # Armijo backtracking steps per Newton step
 ARMIJO = 1e-4
 INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only the pattern is needed)
-SIGMA0, SIGMA_GROWTH, SIGMA_MAX = 10.0, 10.0, 1e8   # penalty (unit-norm rows, so dimensionless)
-THRESHOLDS = (1e-4, 1e-6, 1e-8, 1e-10, 1e-12)   # polish thresholds, relative to 1 + max|z| (reference)
+# the penalty schedule (unit-norm rows, so dimensionless; up to 1e12: the side of a row with eps ~ 1e-11
+# is read off the multiplier's sign, which 1e8 left wrong), the pattern thresholds (relative to 1 + max|z|),
+# the fine re-read off the best exact solution and the round-off level that ends the search are the
+# reference's (reference.projection._coupled), so both find and certify patterns alike
 
 
 def _cellsum(x: torch.Tensor, cell: torch.Tensor, C: int) -> torch.Tensor:
@@ -127,19 +142,28 @@ class _Pattern:
         return _Pattern(**out)
 
 
-def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, delta: torch.Tensor) -> _Pattern:
-    """Exact solution for the pattern read off the approximate y_a at threshold delta (P, 1)."""
+def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, rho_a: torch.Tensor,
+            delta: torch.Tensor) -> _Pattern:
+    """Exact solution for the pattern read off the approximate (y_a, nu_a, rho_a) at threshold delta (P, 1),
+    as ``reference.projection._pattern_from``: every constraint within delta of its side, weakly active ones
+    included; where both sides of a row (eps < delta) or of the box are within delta, the multiplier's sign
+    (nu_a for rows, rho_a for the box) picks the side (sign 0: the row is left out, the coordinate free)."""
     r = d.rows(y_a)
     zero_eps = d.eps == 0
-    upper = d.valid & torch.where(zero_eps, r.abs() <= delta, r >= d.eps - delta)
-    lower = d.valid & ~upper & ~zero_eps & (r <= -d.eps + delta)
+    near_up, near_lo = r >= d.eps - delta, r <= -d.eps + delta
+    both = near_up & near_lo
+    upper = d.valid & torch.where(zero_eps, r.abs() <= delta, near_up & ~(both & (nu_a <= 0)))
+    lower = d.valid & ~zero_eps & near_lo & ~(both & (nu_a >= 0))
     T = upper | lower
     if d.bounds is None:
         free, yfix = torch.ones_like(y_a, dtype=torch.bool), y_a
     else:
         lb, ub = d.bounds
-        at_ub = y_a >= ub - delta
-        free = ~at_ub & (y_a > lb + delta)
+        near_ub, near_lb = y_a >= ub - delta, y_a <= lb + delta
+        both = near_ub & near_lb
+        at_ub = near_ub & ~(both & (rho_a <= 0))
+        at_lb = near_lb & ~(both & (rho_a >= 0))
+        free = ~(at_ub | at_lb)
         yfix = torch.where(at_ub, torch.full_like(y_a, ub), torch.full_like(y_a, lb))
     sign = torch.where(upper, 1.0, -1.0).to(d.z.dtype) * T
     Tm = T.to(d.z.dtype)
@@ -249,19 +273,31 @@ def solve(d: _Data) -> _Pattern:
     nu = torch.zeros_like(d.c)
     rho = torch.zeros_like(d.z)
     sigma = torch.full((P, 1), SIGMA0, dtype=d.z.dtype, device=d.z.device)
-    done = torch.zeros(P, dtype=torch.bool, device=d.z.device)
-    best = torch.full((P,), float("inf"), dtype=d.z.dtype, device=d.z.device)
+    done = torch.zeros(P, dtype=torch.bool, device=d.z.device)                # certified to round-off
+    best = torch.full((P,), float("inf"), dtype=d.z.dtype, device=d.z.device)  # residual of out
     out = None
+
+    def consider(pat: _Pattern, mask: torch.Tensor) -> bool:
+        """Keep pat where it beats the best exact solution so far; True once all are at round-off."""
+        nonlocal out, best, done
+        res = kkt_residual(d, pat.y, pat.nu)
+        better = mask & ~done & (res < best)
+        out = pat if out is None else pat.select(better, out)
+        best = torch.where(better, res, best)
+        done = done | (best <= ROUND_OFF * tol)
+        return bool(done.all())
+
     for _ in range(MAX_OUTER):
+        y_a = y.clamp(*d.bounds) if d.bounds else y
         for rel in THRESHOLDS:                                                 # 2. polish, 3. certify
-            pat = _polish(d, y.clamp(*d.bounds) if d.bounds else y, nu / norm, rel * scale)
-            res = kkt_residual(d, pat.y, pat.nu)
-            new = ~done & (res <= tol)
-            out = pat if out is None else pat.select(new, out)
-            best = torch.minimum(best, res)
-            done = done | new
-            if bool(done.all()):
+            if consider(_polish(d, y_a, nu / norm, rho, rel * scale), ~done):
                 return out
+        fine = ~done & (best <= 1e3 * tol)         # re-read finer off the best exact solution: exact on its
+        if bool(fine.any()):                       # pattern, so more accurate than the ALM iterate
+            rho_b = d.z - out.y - d.shift(out.nu)
+            for rel in FINE_THRESHOLDS:
+                if consider(_polish(d, out.y, out.nu, rho_b, rel * scale), fine):
+                    return out
         for _ in range(MAX_INNER):                                             # 1. Newton on f
             grad, step = alm.newton(y, nu, rho, sigma)
             small = grad.abs().amax(1) <= INNER_TOL * scale[:, 0]
@@ -287,6 +323,8 @@ def solve(d: _Data) -> _Pattern:
         nu = torch.where(keep, nu, sigma * dv)
         rho = torch.where(keep, rho, sigma * dt)
         sigma = torch.where(keep, sigma, (sigma * SIGMA_GROWTH).clamp_max(SIGMA_MAX))
+    if bool((best <= tol).all()):                 # certified, not to round-off: a near-degenerate pattern
+        return out
     raise ConvergenceError(f"coupled solver: no active pattern certified to relative KKT residual {tol:g} "
                            f"after {MAX_OUTER} augmented-Lagrangian steps (worst best residual "
                            f"{best.max().item():.3g})")
