@@ -42,6 +42,9 @@ from reference.projection import (
     kkt_tolerance,
 )
 
+SIGN_FIXES = 3            # re-projections of the multipliers without wrong-signed rows / box multipliers
+SIGN_SLACK = 1e-2         # box: wrong-signed beyond SIGN_SLACK x the pattern threshold (round-off is not)
+
 MAX_OUTER = 30            # augmented-Lagrangian multiplier updates (each followed by a polish) before raising
 MAX_INNER = 50            # Newton steps per augmented-Lagrangian subproblem
 MAX_HALVINGS = 40         # Armijo backtracking steps per Newton step
@@ -173,13 +176,33 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, rho_a: torch.Tensor
     nu = (Mp @ q[..., None])[..., 0]
     y = torch.where(free, d.z - d.shift(nu), yfix)
     # multipliers: the Newton/ALM iterate projected onto {nu_T : (A_T^T nu)_i = z_i - y_i, i in F'}, F' = the
-    # free coordinates plus clamped ones whose box multiplier is ~0 (kinks: their equation pins nu exactly)
-    nu_t = nu_a * Tm
-    weak = ~free & ((d.z - y - d.shift(nu_a)).abs() <= delta)
-    Fw = free | weak
-    Mw = d.gram(Fw) * Tm[:, :, None] * Tm[:, None, :]
-    qw = _mv(d.W, _cellsum((d.z - y) * Fw, d.cell, d.C)) * Tm
-    nu_m = nu_t + (torch.linalg.pinv(Mw, hermitian=True) @ (qw - _mv(Mw, nu_t))[..., None])[..., 0]
+    # free coordinates plus clamped ones whose box multiplier is ~0 (kinks: their equation pins nu exactly).
+    # Then up to SIGN_FIXES times: a clamped coordinate whose box multiplier rho_i = z_i - y_i - (A^T nu)_i
+    # has the wrong sign (< 0 at ub, > 0 at lb) joins F' (rho_i = 0), an active row whose multiplier has the
+    # wrong sign for its side (eps > 0; dependent rows leave the projection free to pick one) leaves the
+    # multiplier set (nu_k = 0), and nu is re-projected. The weak-kink test reads rho off the approximate
+    # nu_a, which at tiny eps can miss it; the KKT certificate judges the result, as the reference's
+    # sign-bounded least squares (BVLS) is judged.
+    Fw = free | (~free & ((d.z - y - d.shift(nu_a)).abs() <= delta))
+    signed = T & (d.eps > 0)                                   # rows whose multiplier sign is fixed by a side
+    keep = Tm
+    for fix in range(SIGN_FIXES + 1):
+        nu_t = nu_a * keep
+        Mw = d.gram(Fw) * keep[:, :, None] * keep[:, None, :]
+        qw = _mv(d.W, _cellsum((d.z - y) * Fw, d.cell, d.C)) * keep
+        nu_m = nu_t + (torch.linalg.pinv(Mw, hermitian=True) @ (qw - _mv(Mw, nu_t))[..., None])[..., 0]
+        if fix == SIGN_FIXES:
+            break
+        nu_size = 1.0 + nu_m.abs().amax(1, keepdim=True)
+        wrong_row = signed & (keep > 0) & (sign * nu_m < -ROUND_OFF * KKT_TOL * nu_size)
+        wrong_box = torch.zeros_like(Fw)
+        if d.bounds is not None:
+            rho = d.z - y - d.shift(nu_m)
+            wrong_box = ~Fw & ((at_ub & (rho < -SIGN_SLACK * delta)) | (at_lb & (rho > SIGN_SLACK * delta)))
+        if not bool((wrong_row.any(1) | wrong_box.any(1)).any()):
+            break
+        keep = keep * ~wrong_row
+        Fw = Fw | wrong_box
     return _Pattern(y=y, nu=nu_m, free=free, yfix=yfix, T=T, sign=sign, Mp=Mp)
 
 
@@ -209,10 +232,11 @@ def kkt_residual(d: _Data, y: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
         stat = torch.where(free, rho.abs(), zero).amax(1)
         dual = torch.maximum(torch.where(at_ub, -rho, zero).amax(1), torch.where(at_lb, rho, zero).amax(1))
     mu = 2.0 * nu
-    comp = torch.where(mu > 0, mu * (r - d.eps).abs(), torch.where(mu < 0, -mu * (r + d.eps).abs(), 0.0))
-    comp = comp.amax(1) if comp.shape[1] else torch.zeros_like(scale)
     mu_scale = 1.0 + (mu.abs().amax(1) if mu.shape[1] else torch.zeros_like(scale))
-    return torch.stack([primal / scale, dual / scale, stat / scale, comp / (scale * mu_scale)]).amax(0)
+    dist = torch.where(mu > 0, (r - d.eps).abs(), torch.where(mu < 0, (r + d.eps).abs(), 0.0))
+    comp = torch.minimum(mu.abs() * (scale / mu_scale)[:, None], dist)        # natural residual, as the
+    comp = comp.amax(1) if comp.shape[1] else torch.zeros_like(scale)         # reference's
+    return torch.stack([primal, dual, stat, comp]).amax(0) / scale
 
 
 class _ALM:

@@ -84,14 +84,20 @@ def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
 
     * primal:          max(|A y - c| - eps, lb - y, y - ub, 0)
     * dual:            sign violation of mu: mu_k > 0 needs the upper side, mu_k < 0 the lower side
-                       (measured as |mu_k| times the row's distance to that side, see complementarity);
-                       box multipliers rho = -2(y - z) - A^T mu must be >= 0 at ub, <= 0 at lb, 0 inside
-                       (the part of rho of the wrong sign or off the bounds is the dual residual).
-    * complementarity: max_k |mu_k| * dist(a_k^T y - c_k, side of sign(mu_k)).
+                       (measured by complementarity); box multipliers rho = -2(y - z) - A^T mu must be
+                       >= 0 at ub, <= 0 at lb, 0 inside (the part of rho of the wrong sign or off the
+                       bounds is the dual residual).
+    * complementarity: max_k min(|mu_k| s, dist(a_k^T y - c_k, side of sign(mu_k))),
+                       s = (1 + max|z|) / (1 + max|mu|): the natural residual, the smaller of the multiplier
+                       (in units of y) and the row's distance to the side its sign claims. It is linear in
+                       the error of y (error bound of a polyhedral projection); the product |mu_k| dist
+                       (the duality gap) is not: y is off by up to its square root. Measured here: a
+                       wrong-sided multiplier 3.6e-7 on a row 2 eps = 2e-7 from its side, y off by 6.6e-8,
+                       passed the product at 7e-16 relative.
     * stationarity:    residual of 2(y - z) + A^T mu + rho = 0 on the free coordinates (rho is solved
                        for, so what remains is rho on free coordinates, reported under ``dual``).
 
-    Scale: 1 + max|z| for primal and stationarity; (1 + max|mu|) (1 + max|z|) for complementarity.
+    Scale: 1 + max|z| for every residual (all in units of y).
     """
     y = np.asarray(y, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64)
@@ -112,16 +118,14 @@ def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
         free = ~(at_ub | at_lb)
         stationarity = float(np.max(np.abs(rho[free]), initial=0.0))
         dual_box = float(max(np.max(-rho[at_ub], initial=0.0), np.max(rho[at_lb], initial=0.0)))
-    if C.m:
-        r = C.gaps(y)
-        dist_upper = np.abs(r - C.eps)
-        dist_lower = np.abs(r + C.eps)
-        comp = np.where(mu > 0, mu * dist_upper, np.where(mu < 0, -mu * dist_lower, 0.0))
-        complementarity = float(np.max(comp))
-    else:
-        complementarity = 0.0
     scale = 1.0 + float(np.max(np.abs(z)))
     mu_scale = 1.0 + float(np.max(np.abs(mu), initial=0.0))
+    if C.m:
+        r = C.gaps(y)
+        dist = np.where(mu > 0, np.abs(r - C.eps), np.where(mu < 0, np.abs(r + C.eps), 0.0))
+        complementarity = float(np.max(np.minimum(np.abs(mu) * (scale / mu_scale), dist)))
+    else:
+        complementarity = 0.0
     out = {
         "primal": primal,
         "dual": dual_box,
@@ -129,8 +133,7 @@ def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
         "stationarity": stationarity,
         "scale": scale,
     }
-    out["max"] = max(primal / scale, dual_box / scale, stationarity / scale,
-                     complementarity / (scale * mu_scale))
+    out["max"] = max(primal, dual_box, stationarity, complementarity) / scale
     return out
 
 

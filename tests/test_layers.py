@@ -31,7 +31,7 @@ import layers  # noqa: E402
 import layers._rows  # noqa: E402
 import reference  # noqa: E402
 from reference.constraints import build_constraints  # noqa: E402
-from reference.projection import ConvergenceError  # noqa: E402
+from reference.projection import ROUND_OFF, ConvergenceError, kkt_tolerance  # noqa: E402
 
 pytestmark = [pytest.mark.cpu, pytest.mark.torch]
 
@@ -124,6 +124,9 @@ TINY_EPS_CASES = [
     ("mr", 2, 1134139849, 48, 4.4794896016348957e-10, (-3.5, 3.5), False, 1.3756817857248969),
     ("mr", 2, 1274059519, 63, 3.846412323748485e-11, (0.0, 3.5), False, 1.4742138547364796),
     ("mr", 2, 367969417, 24, 4.695705110834946e-11, None, True, -1.397165311643831),
+    # y = (lb, lb, lb + eps): the weak kink at y_1 (box multiplier 0) was missed, its multiplier kept the
+    # wrong sign (residual 3.5e-10): fixed by re-projecting with wrong-signed clamped coordinates freed
+    ("dp_pairwise", 3, 160374393, 3, 1.128965434205184e-08, (-3.5, 3.5), True, -3.766057681828425),
 ]
 
 
@@ -134,9 +137,48 @@ def test_coupled_tiny_eps_regressions(case):
     res = reference.solve(**inst)
     C = build_constraints(inst["groups"], metric, eps=eps, b=b, targets=inst["targets"], bounds=bounds,
                           empty="drop")
-    assert reference.kkt_residuals(res.y, inst["z"], C, res.mu)["max"] <= 1e-15   # the reference: round-off
+    # the reference's answer is certified at round-off level (its solver's own criterion)
+    assert reference.kkt_residuals(res.y, inst["z"], C, res.mu)["max"] <= ROUND_OFF * kkt_tolerance(b)
     y = ours(inst).numpy()
     assert np.abs(y - res.y).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
+
+
+def _certificate_cases():
+    import json
+    import pathlib
+    path = pathlib.Path(__file__).parent / "data" / "coupled_certificate_regressions.json"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("case", _certificate_cases(), ids=lambda c: f"{c['metric']}-eps{c['eps']:g}")
+def test_coupled_certificate_regressions(case):
+    """Found by hypothesis (2026-11-29): the certificate itself let a wrong answer through (complementarity
+    as |mu| dist, the duality gap, is quadratic in the error of y; now the natural residual, linear), and
+    the layer's multipliers were not sign-correct on dependent rows. ``why`` in the data file says which."""
+    inst = {k: (np.array(v) if isinstance(v, list) and k != "bounds" else v) for k, v in case.items()
+            if k != "why"}
+    inst["bounds"] = None if case["bounds"] is None else tuple(case["bounds"])
+    res = reference.solve(**inst)
+    b = inst["z"].size
+    C = build_constraints(inst["groups"], inst["metric"], eps=inst["eps"], b=b,
+                          targets=inst["targets"], bounds=inst["bounds"], empty="drop")
+    assert reference.kkt_residuals(res.y, inst["z"], C, res.mu)["max"] <= ROUND_OFF * kkt_tolerance(b)
+    y = ours(inst).numpy()
+    assert np.abs(y - res.y).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
+
+
+def test_kkt_certificate_rejects_wrong_sided_multiplier():
+    """The natural-residual complementarity: a multiplier of the wrong sign on a row 2 eps from the side it
+    claims costs min(|mu| s, 2 eps), not |mu| 2 eps (which passed at 7e-16 relative, y off by 6.6e-8)."""
+    z = np.array([1.0, 0.0])
+    g = np.array([0, 1])
+    eps = 1e-7
+    res = reference.solve(z, g, metric="dp", eps=eps)
+    C = build_constraints(g, "dp", eps=eps, b=2)
+    assert reference.kkt_residuals(res.y, z, C, res.mu)["max"] <= 1e-15
+    wrong = -res.mu                          # the lower side's sign while the row sits at its upper side
+    # = min(|mu| s, 2 eps) / scale = 2 eps / (1 + max|z|) = 1e-7 (the product form gave ~5e-8 / (1 + |mu|))
+    assert reference.kkt_residuals(res.y, z, C, wrong)["max"] >= 0.9e-7
 
 
 @pytest.mark.slow
