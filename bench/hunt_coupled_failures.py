@@ -12,6 +12,8 @@ Families (b in [2, 40], z rounded to 1-3 decimals plus group shifts: ties, coord
 
 Every returned answer is KKT-certified by ``reference.solve`` itself (<= kkt_tolerance(b)); a failure is a
 raise. Printed per family: trials, raises, how many took the coupled path, the largest certified residual.
+``--layers`` also runs the torch layers (float64, CPU) on every instance and reports their raises and their
+largest distance from the reference over the agreement tolerance of tests/test_layers.py.
 Measured 2026-11-23 with the L-BFGS-B solver: 5 of 1000 penalized steps raised. 2026-11-29 (augmented
 Lagrangian, see reference/projection.py): 0 raises in 1000 trials of every family (see bench/RESULTS.md).
 """
@@ -42,18 +44,36 @@ def _instance(rng, k: int):
 
 
 def _trial(rng, family: str):
+    """One random instance of the family: (its arguments, the reference's result)."""
     metric, k = FAMILIES[family]
     b, g, z = _instance(rng, k)
     if family == "penalized":
-        lam = float(rng.choice([0.5, 3.0, 10.0]))
-        reference.solve_penalized(z, g, lam=lam, bounds=(-1.0, 1.0), metric="dp")
-        return None
+        args = dict(z=z, groups=g, lam=float(rng.choice([0.5, 3.0, 10.0])), bounds=(-1.0, 1.0), metric="dp")
+        return args, reference.solve_penalized(**args)
     eps = [0.0, float(10 ** rng.uniform(-11, -6)), 0.01, 0.1, 1.0][int(rng.integers(5))]
     bounds = [None, (-1.0, 1.0), (0.0, 1.0)][int(rng.integers(3))]
     targets = np.round(rng.normal(0.5, 1, b) + 0.5 * g[:, 0], int(rng.integers(1, 3)))
     if bounds is not None:
         targets = np.clip(targets, *bounds)
-    return reference.solve(z, g, metric=metric, eps=eps, bounds=bounds, targets=targets, empty="drop")
+    args = dict(z=z, groups=g, metric=metric, eps=eps, bounds=bounds, targets=targets, empty="drop")
+    return args, reference.solve(**args)
+
+
+def _layer_error(args: dict, y_ref: np.ndarray) -> float:
+    """max |y_layer - y_ref| over the agreement tolerance of tests/test_layers.py (> 1: disagreement):
+    1e-12 (1 + max|z|) for projections, plus 2e-12 max(lam, 1) for penalised steps (the level secant)."""
+    import torch
+
+    import layers
+
+    t = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in args.items()}
+    tol = 1e-12 * (1 + np.abs(args["z"]).max())
+    if "lam" in args:
+        y = layers.penalized_step(t.pop("z"), t.pop("groups"), **t)
+        tol += 2e-12 * max(args["lam"], 1.0)
+    else:
+        y = layers.project(t.pop("z"), t.pop("groups"), **t)
+    return float(np.abs(y.numpy() - y_ref).max() / tol)
 
 
 def main(argv=None) -> int:
@@ -61,29 +81,44 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=1000, help="trials per family")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--family", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    ap.add_argument("--layers", action="store_true",
+                    help="also run layers.project / layers.penalized_step (torch, float64, CPU) on every "
+                         "instance: their raises and max |dy| / tolerance (> 1: disagreement)")
     args = ap.parse_args(argv)
-    print("| family | trials | raised | coupled path | max certified KKT rel |")
-    print("|---|---|---|---|---|")
+    extra = " layers raised | layers max dy/tol |" if args.layers else ""
+    print("| family | trials | raised | coupled path | max certified KKT rel |" + extra)
+    print("|---|---|---|---|---|" + ("---|---|" if args.layers else ""))
     total = 0
     for family in args.family:
         # penalized: the original reproducer's stream (seed 5: 5 raises of 1000 before the fix)
         stream = args.seed if family == "penalized" else [args.seed, list(FAMILIES).index(family)]
         rng = np.random.default_rng(stream)
-        raised, coupled, worst = [], 0, 0.0
+        raised, coupled, worst, layer_raised, layer_worst = [], 0, 0.0, [], 0.0
         for trial in range(args.trials):
             try:
-                res = _trial(rng, family)
+                inst, res = _trial(rng, family)
             except ConvergenceError as exc:
                 raised.append(trial)
                 print(f"  {family} trial {trial}: {exc}")
                 continue
-            if res is not None:
+            if family != "penalized":
                 coupled += res.method == "alm-pattern"
                 worst = max(worst, res.kkt["max"])
-        total += len(raised)
+            if args.layers:
+                try:
+                    err = _layer_error(inst, res.y)
+                except ConvergenceError as exc:
+                    layer_raised.append(trial)
+                    print(f"  {family} trial {trial} (layers): {exc}")
+                    continue
+                if err > 1:
+                    print(f"  {family} trial {trial} (layers): |dy| = {err:.3g} x the tolerance")
+                layer_worst = max(layer_worst, err)
+        total += len(raised) + len(layer_raised)
         shown = ("-", "-") if family == "penalized" else (coupled, f"{worst:.1e}")
-        print(f"| {family} | {args.trials} | {len(raised)} | {shown[0]} | {shown[1]} |", flush=True)
-    print(f"{total} ConvergenceError in total")
+        extra = f" {len(layer_raised)} | {layer_worst:.1e} |" if args.layers else ""
+        print(f"| {family} | {args.trials} | {len(raised)} | {shown[0]} | {shown[1]} |" + extra, flush=True)
+    print(f"{total} ConvergenceError in total" + (" (reference and layers)" if args.layers else ""))
     return 0
 
 
