@@ -145,28 +145,40 @@ class _Pattern:
         return _Pattern(**out)
 
 
-def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, rho_a: torch.Tensor,
-            delta: torch.Tensor) -> _Pattern:
-    """Exact solution for the pattern read off the approximate (y_a, nu_a, rho_a) at threshold delta (P, 1),
-    as ``reference.projection._pattern_from``: every constraint within delta of its side, weakly active ones
-    included; where both sides of a row (eps < delta) or of the box are within delta, the multiplier's sign
-    (nu_a for rows, rho_a for the box) picks the side (sign 0: the row is left out, the coordinate free)."""
+def _read_pattern(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, rho_a: torch.Tensor,
+                  delta: torch.Tensor) -> tuple:
+    """Active pattern (upper, lower rows (P, m); at_ub, at_lb (P, b)) read off the approximate
+    (y_a, nu_a, rho_a) at threshold delta (P, 1), as ``reference.projection._pattern_from``: every constraint
+    within delta of its side, weakly active ones included; where both sides of a row (eps < delta) or of the
+    box are within delta, the multiplier's sign (nu_a for rows, rho_a for the box) picks the side (sign 0:
+    the row is left out, the coordinate free)."""
     r = d.rows(y_a)
     zero_eps = d.eps == 0
     near_up, near_lo = r >= d.eps - delta, r <= -d.eps + delta
     both = near_up & near_lo
     upper = d.valid & torch.where(zero_eps, r.abs() <= delta, near_up & ~(both & (nu_a <= 0)))
     lower = d.valid & ~zero_eps & near_lo & ~(both & (nu_a >= 0))
-    T = upper | lower
     if d.bounds is None:
-        free, yfix = torch.ones_like(y_a, dtype=torch.bool), y_a
+        at_ub = at_lb = torch.zeros_like(y_a, dtype=torch.bool)
     else:
         lb, ub = d.bounds
         near_ub, near_lb = y_a >= ub - delta, y_a <= lb + delta
         both = near_ub & near_lb
         at_ub = near_ub & ~(both & (rho_a <= 0))
         at_lb = near_lb & ~(both & (rho_a >= 0))
-        free = ~(at_ub | at_lb)
+    return upper, lower, at_ub, at_lb
+
+
+def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
+            delta: torch.Tensor) -> _Pattern:
+    """Exact solution for a pattern of :func:`_read_pattern` (read off y_a, nu_a at threshold delta)."""
+    upper, lower, at_ub, at_lb = pattern
+    T = upper | lower
+    free = ~(at_ub | at_lb)
+    if d.bounds is None:
+        yfix = y_a
+    else:
+        lb, ub = d.bounds
         yfix = torch.where(at_ub, torch.full_like(y_a, ub), torch.full_like(y_a, lb))
     sign = torch.where(upper, 1.0, -1.0).to(d.z.dtype) * T
     Tm = T.to(d.z.dtype)
@@ -311,17 +323,30 @@ def solve(d: _Data) -> _Pattern:
         done = done | (best <= ROUND_OFF * tol)
         return bool(done.all())
 
-    for _ in range(MAX_OUTER):
+    def polish(y_a, nu_a, rho_a, thresholds, mask) -> bool:
+        """Solve the patterns read at the thresholds; True once all problems are done. (The same pattern at
+        another threshold is not skipped: the multipliers' weak-kink set depends on the threshold too.)"""
+        for rel in thresholds:
+            pattern = _read_pattern(d, y_a, nu_a, rho_a, rel * scale)
+            if consider(_polish(d, y_a, nu_a, pattern, rel * scale), mask):
+                return True
+        return False
+
+    for outer in range(MAX_OUTER + 1):
+        # 2. polish, 3. certify: clip(z) first, then each ALM iterate once it is near C (as the reference:
+        # patterns read off an iterate still 1e-4 away are wrong and cost a solve each)
         y_a = y.clamp(*d.bounds) if d.bounds else y
-        for rel in THRESHOLDS:                                                 # 2. polish, 3. certify
-            if consider(_polish(d, y_a, nu / norm, rho, rel * scale), ~done):
-                return out
+        far = ((d.rows(y).abs() - d.eps) * d.valid).amax(1) > 1e-4 * scale[:, 0]
+        if d.bounds is not None:
+            far = far | ((y - y_a).abs().amax(1) > 1e-4 * scale[:, 0])
+        mask = ~done & (~far if outer else torch.ones_like(done))
+        if bool(mask.any()) and polish(y_a, nu / norm, rho, THRESHOLDS, mask):
+            return out
         fine = ~done & (best <= 1e3 * tol)         # re-read finer off the best exact solution: exact on its
-        if bool(fine.any()):                       # pattern, so more accurate than the ALM iterate
-            rho_b = d.z - out.y - d.shift(out.nu)
-            for rel in FINE_THRESHOLDS:
-                if consider(_polish(d, out.y, out.nu, rho_b, rel * scale), fine):
-                    return out
+        if bool(fine.any()) and polish(out.y, out.nu, d.z - out.y - d.shift(out.nu), FINE_THRESHOLDS, fine):
+            return out                             # pattern, so more accurate than the ALM iterate
+        if outer == MAX_OUTER:
+            break
         for _ in range(MAX_INNER):                                             # 1. Newton on f
             grad, step = alm.newton(y, nu, rho, sigma)
             small = grad.abs().amax(1) <= INNER_TOL * scale[:, 0]
