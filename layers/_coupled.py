@@ -10,12 +10,14 @@ with one host sync per iteration (convergence masks).
    m x m system via Woodbury); then the multipliers are updated and the penalty grows. Dependent rows
    (pairwise cells, mr with several attributes) do not make the Newton systems singular, which they
    would in a Newton method on the dual. We only need this to identify the active pattern.
-2. **Polish** (as ``reference.projection._pattern_from`` / ``_solve_pattern``): read the active pattern off
-   the iterate at a threshold delta (rows within delta of a side, coordinates within delta of a bound) and
-   solve it exactly: ``y_F = z_F - (W^T nu)_F``, ``M nu = q`` with ``M = W_T diag(n_free) W_T^T``
+2. **Polish** (as ``reference.projection._pattern_from`` / ``_solve_pattern``): once the iterate is within
+   1e-4 (relative) of C, read the active pattern off it at thresholds delta (rows within delta of a side,
+   coordinates within delta of a bound; the multiplier's sign picks the side where both are within delta)
+   and solve it exactly: ``y_F = z_F - (W^T nu)_F``, ``M nu = q`` with ``M = W_T diag(n_free) W_T^T``
    (pseudo-inverse: the active rows may be dependent; y is unique, nu need not be). Sign-correct
    multipliers: the augmented-Lagrangian iterate projected onto the stationarity equations of the free
-   coordinates (and of clamped ones whose box multiplier is ~0, which pin nu at kinks).
+   coordinates (and of clamped ones whose box multiplier is ~0, which pin nu at kinks), re-projected without
+   wrong-signed rows and with wrong-signed clamped coordinates freed (the reference uses BVLS instead).
 3. **Certify** with the reference's KKT residual (primal, box-multiplier signs, complementarity,
    stationarity; relative), with the reference's rules (``reference.projection._coupled``): a solution at
    round-off (<= ``ROUND_OFF * kkt_tolerance(b)``) ends the search at once; near it (<= 1e3 x the tolerance)
