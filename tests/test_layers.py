@@ -156,7 +156,7 @@ def test_coupled_certificate_regressions(case):
     as |mu| dist, the duality gap, is quadratic in the error of y; now the natural residual, linear), and
     the layer's multipliers were not sign-correct on dependent rows. ``why`` in the data file says which."""
     inst = {k: (np.array(v) if isinstance(v, list) and k != "bounds" else v) for k, v in case.items()
-            if k != "why"}
+            if k in ("z", "groups", "metric", "eps", "targets", "empty")}
     inst["bounds"] = None if case["bounds"] is None else tuple(case["bounds"])
     res = reference.solve(**inst)
     b = inst["z"].size
@@ -168,17 +168,18 @@ def test_coupled_certificate_regressions(case):
 
 
 def test_kkt_certificate_rejects_wrong_sided_multiplier():
-    """The natural-residual complementarity: a multiplier of the wrong sign on a row 2 eps from the side it
-    claims costs min(|mu| s, 2 eps), not |mu| 2 eps (which passed at 7e-16 relative, y off by 6.6e-8)."""
-    z = np.array([1.0, 0.0])
-    g = np.array([0, 1])
-    eps = 1e-7
-    res = reference.solve(z, g, metric="dp", eps=eps)
-    C = build_constraints(g, "dp", eps=eps, b=2)
-    assert reference.kkt_residuals(res.y, z, C, res.mu)["max"] <= 1e-15
-    wrong = -res.mu                          # the lower side's sign while the row sits at its upper side
-    # = min(|mu| s, 2 eps) / scale = 2 eps / (1 + max|z|) = 1e-7 (the product form gave ~5e-8 / (1 + |mu|))
-    assert reference.kkt_residuals(res.y, z, C, wrong)["max"] >= 0.9e-7
+    """The eo case of the data file carries the wrong answer the layer returned before (``wrong_y``, y off by
+    6.6e-8, with ``wrong_mu``: 3.6e-7 on row 0, which sits at its lower side, 2 eps = 2e-7 from the upper
+    side that a positive multiplier claims). The product |mu| dist / ((1 + max|mu|)(1 + max|z|)) gave 7e-16;
+    the natural residual min(|mu| s, dist) / (1 + max|z|), s = (1 + max|z|) / (1 + max|mu|), is
+    min(3.6e-7 x 0.36, 2e-7) / 5.9 = 2.2e-8 and rejects it."""
+    case = next(c for c in _certificate_cases() if "wrong_y" in c)
+    z, g, t = np.array(case["z"]), np.array(case["groups"]), np.array(case["targets"])
+    C = build_constraints(g, case["metric"], eps=case["eps"], b=z.size, targets=t,
+                          bounds=tuple(case["bounds"]), empty="drop")
+    res = reference.kkt_residuals(np.array(case["wrong_y"]), z, C, np.array(case["wrong_mu"]))
+    assert res["primal"] <= 1e-15 and res["stationarity"] <= 1e-14 * res["scale"]   # all else is fine
+    assert res["max"] >= 1e-8 > kkt_tolerance(z.size)
 
 
 @pytest.mark.slow
