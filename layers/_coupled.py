@@ -198,7 +198,10 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
     # nu_a, which at tiny eps can miss it; the KKT certificate judges the result, as the reference's
     # sign-bounded least squares (BVLS) is judged.
     Fw = free | (~free & ((d.z - y - d.shift(nu_a)).abs() <= delta))
-    signed = T & (d.eps > 0)                                   # rows whose multiplier sign is fixed by a side
+    # only where y is feasible to the certificate's tolerance (elsewhere no multiplier can certify it)
+    feasible = ((d.rows(y).abs() - d.eps) * d.valid).amax(1, keepdim=True) \
+        <= kkt_tolerance(d.z.shape[1]) * (1.0 + d.z.abs().amax(1, keepdim=True))
+    signed = T & (d.eps > 0) & feasible                        # rows whose multiplier sign is fixed by a side
     keep = Tm
     for fix in range(SIGN_FIXES + 1):
         nu_t = nu_a * keep
@@ -212,7 +215,8 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
         wrong_box = torch.zeros_like(Fw)
         if d.bounds is not None:
             rho = d.z - y - d.shift(nu_m)
-            wrong_box = ~Fw & ((at_ub & (rho < -SIGN_SLACK * delta)) | (at_lb & (rho > SIGN_SLACK * delta)))
+            wrong = (at_ub & (rho < -SIGN_SLACK * delta)) | (at_lb & (rho > SIGN_SLACK * delta))
+            wrong_box = ~Fw & feasible & wrong
         if not bool((wrong_row.any(1) | wrong_box.any(1)).any()):
             break
         keep = keep * ~wrong_row
