@@ -44,6 +44,7 @@ from reference.projection import (
     kkt_tolerance,
 )
 
+FIRST_THRESHOLDS = THRESHOLDS[:5]  # clip(z), before any Newton step: reads stop at 1e-12 (relative)
 SIGN_FIXES = 3            # re-projections of the multipliers without wrong-signed rows / box multipliers
 SIGN_SLACK = 1e-2         # box: wrong-signed beyond SIGN_SLACK x the pattern threshold (round-off is not)
 
@@ -346,7 +347,8 @@ def solve(d: _Data) -> _Pattern:
         if d.bounds is not None:
             far = far | ((y - y_a).abs().amax(1) > 1e-4 * scale[:, 0])
         mask = ~done & (~far if outer else torch.ones_like(done))
-        if bool(mask.any()) and polish(y_a, nu / norm, rho, THRESHOLDS, mask):
+        thresholds = THRESHOLDS if outer else FIRST_THRESHOLDS
+        if bool(mask.any()) and polish(y_a, nu / norm, rho, thresholds, mask):
             return out
         fine = ~done & (best <= 1e3 * tol)         # re-read finer off the best exact solution: exact on its
         if bool(fine.any()) and polish(out.y, out.nu, d.z - out.y - d.shift(out.nu), FINE_THRESHOLDS, fine):
