@@ -107,6 +107,10 @@ class _Data:
         """r = A y - c, shape (P, m)."""
         return _mv(self.W, _cellsum(y, self.cell, self.C)) - self.c
 
+    def excess(self, r):
+        """max_k (|r_k| - eps) over the valid rows: how far outside the rows' band y is (< 0 inside), (P,)."""
+        return ((r.abs() - self.eps) * self.valid).amax(1)
+
     def shift(self, nu):
         """(A^T nu)_i = (W^T nu)[cell_i], shape (P, b)."""
         return _mtv(self.W, nu).gather(1, self.cell)
@@ -198,10 +202,9 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
     # multiplier set (nu_k = 0), and nu is re-projected. The weak-kink test reads rho off the approximate
     # nu_a, which at tiny eps can miss it; the KKT certificate judges the result, as the reference's
     # sign-bounded least squares (BVLS) is judged.
-    Fw = free | (~free & ((d.z - y - d.shift(nu_a)).abs() <= delta))
+    Fw = free | ((d.z - y - d.shift(nu_a)).abs() <= delta)
     # only where y is feasible to the certificate's tolerance (elsewhere no multiplier can certify it)
-    feasible = ((d.rows(y).abs() - d.eps) * d.valid).amax(1, keepdim=True) \
-        <= kkt_tolerance(d.z.shape[1]) * (1.0 + d.z.abs().amax(1, keepdim=True))
+    feasible = (d.excess(d.rows(y)) <= kkt_tolerance(d.z.shape[1]) * (1.0 + d.z.abs().amax(1)))[:, None]
     signed = T & (d.eps > 0) & feasible                        # rows whose multiplier sign is fixed by a side
     keep = Tm
     for fix in range(SIGN_FIXES + 1):
@@ -211,6 +214,8 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
         nu_m = nu_t + (torch.linalg.pinv(Mw, hermitian=True) @ (qw - _mv(Mw, nu_t))[..., None])[..., 0]
         if fix == SIGN_FIXES:
             break
+        # wrong-signed beyond round-off relative to the largest multiplier (1e-14: the certificate's
+        # complementarity counts |mu_k| (1 + max|z|) / (1 + max|mu|), so smaller ones cost nothing)
         nu_size = 1.0 + nu_m.abs().amax(1, keepdim=True)
         wrong_row = signed & (keep > 0) & (sign * nu_m < -ROUND_OFF * KKT_TOL * nu_size)
         wrong_box = torch.zeros_like(Fw)
@@ -236,7 +241,7 @@ def kkt_residual(d: _Data, y: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
     z = d.z
     r = d.rows(y)
     scale = 1.0 + z.abs().amax(1)
-    primal = ((r.abs() - d.eps) * d.valid).amax(1).clamp_min(0)
+    primal = d.excess(r).clamp_min(0)
     rho = 2.0 * (z - y) - 2.0 * d.shift(nu)
     if d.bounds is None:
         stat, dual = rho.abs().amax(1), torch.zeros_like(scale)
@@ -343,7 +348,7 @@ def solve(d: _Data) -> _Pattern:
         # 2. polish, 3. certify: clip(z) first, then each ALM iterate once it is near C (as the reference:
         # patterns read off an iterate still 1e-4 away are wrong and cost a solve each)
         y_a = y.clamp(*d.bounds) if d.bounds else y
-        far = ((d.rows(y).abs() - d.eps) * d.valid).amax(1) > 1e-4 * scale[:, 0]
+        far = d.excess(d.rows(y)) > 1e-4 * scale[:, 0]
         if d.bounds is not None:
             far = far | ((y - y_a).abs().amax(1) > 1e-4 * scale[:, 0])
         mask = ~done & (~far if outer else torch.ones_like(done))

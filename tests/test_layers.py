@@ -20,6 +20,9 @@ Tolerances (u64 = 1.1e-16, u32 = 6.0e-8; scale = 1 + max|z|):
   gradgradcheck checks the (zero) second derivative the same way.
 """
 
+import json
+import pathlib
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -130,22 +133,25 @@ TINY_EPS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", TINY_EPS_CASES, ids=lambda c: f"{c[0]}{c[1]}-{c[2]}")
-def test_coupled_tiny_eps_regressions(case):
-    metric, k, seed, b, eps, bounds, ties, shift = case
-    inst = make(seed, metric, k, b, eps, bounds, ties=ties, shift=shift)
+def _exact_and_agrees(inst):
+    """The reference's answer is certified at round-off level (its solver's own criterion) and ours is
+    within the float64 agreement tolerance of it."""
     res = reference.solve(**inst)
-    C = build_constraints(inst["groups"], metric, eps=eps, b=b, targets=inst["targets"], bounds=bounds,
-                          empty="drop")
-    # the reference's answer is certified at round-off level (its solver's own criterion)
+    b = inst["z"].size
+    C = build_constraints(inst["groups"], inst["metric"], eps=inst["eps"], b=b, targets=inst["targets"],
+                          bounds=inst["bounds"], empty="drop")
     assert reference.kkt_residuals(res.y, inst["z"], C, res.mu)["max"] <= ROUND_OFF * kkt_tolerance(b)
     y = ours(inst).numpy()
     assert np.abs(y - res.y).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
 
 
+@pytest.mark.parametrize("case", TINY_EPS_CASES, ids=lambda c: f"{c[0]}{c[1]}-{c[2]}")
+def test_coupled_tiny_eps_regressions(case):
+    metric, k, seed, b, eps, bounds, ties, shift = case
+    _exact_and_agrees(make(seed, metric, k, b, eps, bounds, ties=ties, shift=shift))
+
+
 def _certificate_cases():
-    import json
-    import pathlib
     path = pathlib.Path(__file__).parent / "data" / "coupled_certificate_regressions.json"
     return json.loads(path.read_text())
 
@@ -155,16 +161,10 @@ def test_coupled_certificate_regressions(case):
     """Found by hypothesis (2026-11-29): the certificate itself let a wrong answer through (complementarity
     as |mu| dist, the duality gap, is quadratic in the error of y; now the natural residual, linear), and
     the layer's multipliers were not sign-correct on dependent rows. ``why`` in the data file says which."""
-    inst = {k: (np.array(v) if isinstance(v, list) and k != "bounds" else v) for k, v in case.items()
+    inst = {k: (np.array(v) if isinstance(v, list) else v) for k, v in case.items()
             if k in ("z", "groups", "metric", "eps", "targets", "empty")}
     inst["bounds"] = None if case["bounds"] is None else tuple(case["bounds"])
-    res = reference.solve(**inst)
-    b = inst["z"].size
-    C = build_constraints(inst["groups"], inst["metric"], eps=inst["eps"], b=b,
-                          targets=inst["targets"], bounds=inst["bounds"], empty="drop")
-    assert reference.kkt_residuals(res.y, inst["z"], C, res.mu)["max"] <= ROUND_OFF * kkt_tolerance(b)
-    y = ours(inst).numpy()
-    assert np.abs(y - res.y).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
+    _exact_and_agrees(inst)
 
 
 def test_kkt_certificate_rejects_wrong_sided_multiplier():

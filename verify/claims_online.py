@@ -182,7 +182,7 @@ def multiplier_bound(batches, tr: ref.OnlineTrace, bounds, *,
     return B, dict(mu=mu, raw=raw)
 
 
-def zero_gap_allowance(bt, y: np.ndarray, mu: float) -> float:
+def zero_gap_allowance(groups, y: np.ndarray, mu: float) -> float:
     """Round-off bound on the computed gap of a zero-gap step (one DP row a: +-1/n_g, ||a||_1 = 2).
 
     The step is y = clip(z - nu a) with nu = num / ||a_F||^2 solved on the root's linear piece
@@ -193,8 +193,7 @@ def zero_gap_allowance(bt, y: np.ndarray, mu: float) -> float:
     gamma_b ||a||_1 max|y|. In all:
     g <= gamma_{b+2} (3 ||a||_1 max|y| + 4 |nu| ||a||^2), nu = mu*/2.
     """
-    groups = np.asarray(bt.groups).reshape(len(y), -1)[:, 0]
-    counts = np.bincount(groups.astype(np.int64))
+    counts = np.bincount(np.asarray(groups).reshape(len(y), -1)[:, 0].astype(np.int64))
     a_sq = float(np.sum(1.0 / counts[counts > 0]))
     b = len(y)
     gamma = (b + 2) * U64 / (1 - (b + 2) * U64)
@@ -231,7 +230,7 @@ def check_o2(ctx: Context) -> list[CheckResult]:
         threshold = info["mu"] / 2 if ctx.fault == "half-multiplier-threshold" else info["mu"]
         zero = (~tr.hard) & (tr.lam[:-1] * tr.b >= threshold)
         for s in np.flatnonzero(zero):
-            excess_s = tr.g[s] - zero_gap_allowance(batches[s], tr.y[s], info["mu"][s])
+            excess_s = tr.g[s] - zero_gap_allowance(batches[s].groups, tr.y[s], info["mu"][s])
             zero_gap_worst = max(zero_gap_worst, float(excess_s))
         zero_gap_n += int(zero.sum())
         ev = dict(T=T, seed=ctx.seed, lambda_max=float(tr.lam.max()), bound_final=float(B[-1]),
