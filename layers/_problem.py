@@ -181,8 +181,7 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         else:
             raise ValueError(f"shape mismatch: targets has shape {tuple(tg.shape)}, expected ({b},) "
                              f"or {tuple(z.shape)}")
-    bad_g = ~((g == 0) | (g == 1))
-    g = (g != 0).to(torch.int64)                                  # safe codes; non-binary raises below
+    g_in, g = g, (g != 0).to(torch.int64)                         # safe codes; non-binary raises below
     # dp_pairwise with one attribute: two cells, one pair = the single dp row (same sign, same order)
     metric_rows = "dp" if metric == "dp_pairwise" and k == 1 else metric
     separable = metric_rows in ("dp", "mr", "eo") and k == 1
@@ -190,8 +189,7 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         label_of = (tg > 0.5).to(torch.int64)
     n_attr = 2 ** k
     n_full = 2 * n_attr if metric_rows == "eo" else n_attr
-    weights = _weights(k, z.device)
-    code = (g * weights).sum(-1)                                  # (G, b) attribute bits, MSB first
+    code = g[..., 0] if k == 1 else (g * _weights(k, z.device)).sum(-1)   # (G, b) attribute bits, MSB first
     if metric_rows == "eo":
         code = code + n_attr * label_of                           # (P|1, b)
     Pc = code.shape[0]
@@ -226,10 +224,11 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         n1 = counts @ sel1.T
         empty0, empty1 = n0 == 0, n1 == 0
         valid = ~(empty0 | empty1)
-        W = (sel0[None] * _inv(n0)[..., None] - sel1[None] * _inv(n1)[..., None]) * valid[..., None]
+        # a = 1_S0 / n_S0 - 1_S1 / n_S1 where both groups are present, else 0
+        W = (sel0 / n0.clamp_min(1)[..., None] - sel1 / n1.clamp_min(1)[..., None]) * valid[..., None]
         center = torch.zeros(valid.shape, dtype=z.dtype, device=z.device)
     if check:
-        _validate(zf, bad_g, eps_t, eps_name, tg, metric_rows, empty, counts, valid, empty0, empty1, names,
+        _validate(zf, g_in, eps_t, eps_name, tg, metric_rows, empty, counts, valid, empty0, empty1, names,
                   W, center, bounds)
     return Problem(z=zf, batch_shape=batch_shape, cell=cell.expand(P, b) if cell.shape[0] == 1 else cell,
                    W=W, center=center, valid=valid, eps=eps_t, bounds=bounds,
@@ -275,7 +274,7 @@ def _structure(metric: str, k: int, cells: tuple, dtype, device):
     return sel0, sel1, rowof, names
 
 
-def _validate(zf, bad_g, eps_t, eps_name, tg, metric, empty, counts, valid, empty0, empty1, names,
+def _validate(zf, groups, eps_t, eps_name, tg, metric, empty, counts, valid, empty0, empty1, names,
               W, center, bounds) -> None:
     """All value checks of the inputs with one device->host sync; raises ValueError naming the problem."""
     dev = zf.device
@@ -290,7 +289,8 @@ def _validate(zf, bad_g, eps_t, eps_name, tg, metric, empty, counts, valid, empt
     else:
         infeasible = no
     too_few_cells = (counts > 0).sum(1).min() < 2 if metric == "dp_pairwise" else no
-    flags = torch.stack([~torch.isfinite(zf).all(), bad_g.any(), ~torch.isfinite(eps_t).all(),
+    bad_groups = ((groups != 0) & (groups != 1)).any()
+    flags = torch.stack([~torch.isfinite(zf).all(), bad_groups, ~torch.isfinite(eps_t).all(),
                          (eps_t < 0).any(), no if tg is None else ~torch.isfinite(tg).all(),
                          too_few_cells, (~valid).any() if metric != "dp_pairwise" else no,
                          infeasible]).tolist()

@@ -23,6 +23,8 @@ directly from its free set (a fresh sum, so no accumulated round-off reaches the
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 SORT_FREE_MIN_B = 8192       # from this b on (per row) the sort-free bracketing is used (CPU crossover ~6e3)
@@ -55,48 +57,66 @@ def row_root(z: torch.Tensor, a: torch.Tensor, target: torch.Tensor, bounds, den
     return bp.solve(target, L, R)
 
 
-class _Breakpoints:
-    """The 2b breakpoints of each row and what crossing them changes in phi (see the module docstring).
+@functools.lru_cache(maxsize=64)
+def _constants(lb: float, ub: float, dtype, device):
+    """Device constants of the search (built once per box, dtype and device: no host->device copy per call):
+    (hi, lo) columns (2, 1) for a > 0 and for a <= 0, the sign columns +-(1, -1) of (entering, leaving)
+    and the (-inf, +inf) pair."""
+    t = functools.partial(torch.tensor, dtype=dtype, device=device)
+    return (t([[ub], [lb]]), t([[lb], [ub]]), t([[1.0], [-1.0]]), t([[-1.0], [1.0]]),
+            t([-float("inf"), float("inf")]))
 
-    A coordinate with a_i = 0 gets the (finite, harmless) breakpoints z_i - hi_i, z_i - lo_i and no change.
+
+class _Breakpoints:
+    """The 2b breakpoints of each row and what crossing them changes in phi (see the module docstring),
+    stacked (N, 2, b) as (entering, leaving): ``e`` = (nu_in, nu_out), ``hl`` = (hi, lo), ``ahl = a hl``,
+    ``d`` = intercept changes (a z - a hi, a lo - a z), ``s`` = slope changes (-a^2, +a^2).
+
+    A coordinate with a_i = 0 gets the (finite, harmless) breakpoints z_i - lb, z_i - ub and no change.
     """
 
     def __init__(self, z, a, bounds, dense: bool):
-        lb, ub = bounds
-        pos = a > 0
-        ubt = torch.full((), ub, dtype=z.dtype, device=z.device)   # a fill kernel, no host->device copy
-        hv, lv = torch.where(pos, ubt, lb), torch.where(pos, lb, ubt)
-        sa = a if dense else torch.where(a != 0, a, torch.ones((), dtype=a.dtype, device=a.device))
-        self.nu_in, self.nu_out = (z - hv) / sa, (z - lv) / sa       # free on (nu_in, nu_out)
-        self.az, self.a2, self.ahv, self.alv = a * z, a * a, a * hv, a * lv
-        self.d_in, self.d_out = self.az - self.ahv, self.alv - self.az   # intercept changes
-        self.phi_min_inf = self.ahv.sum(-1)                           # phi(nu) for nu below every breakpoint
+        hl_pos, hl_neg, sign, minus_sign, self.infs = _constants(bounds[0], bounds[1], z.dtype, z.device)
+        a3 = a[:, None, :]
+        hl = torch.where(a3 > 0, hl_pos, hl_neg)
+        sa = a3 if dense else torch.where(a3 != 0, a3, 1.0)
+        self.e = (z[:, None, :] - hl) / sa                           # free on (nu_in, nu_out)
+        self.az, self.a2, self.ahl = a * z, a * a, a3 * hl
+        self.d = (self.az[:, None, :] - self.ahl) * sign
+        self.s = self.a2[:, None, :] * minus_sign
+        self.phi_min_inf = self.ahl[:, 0].sum(-1)                     # phi(nu) below every breakpoint
+
+    nu_in = property(lambda self: self.e[:, 0])
+    nu_out = property(lambda self: self.e[:, 1])
+    d_in = property(lambda self: self.d[:, 0])
+    d_out = property(lambda self: self.d[:, 1])
 
     def solve(self, target, L, R):
         """The root on a bracket (L, R) holding no breakpoint strictly inside: phi is linear there and its
         free set is read at L (coordinates whose breakpoint equals L have crossed it); fresh sums."""
-        Lc = L[:, None]
-        hi_state = self.nu_in > Lc
-        free = ~hi_state & (self.nu_out > Lc)
-        num = torch.where(free, self.az, torch.where(hi_state, self.ahv, self.alv)).sum(-1) - target
+        crossed = self.e > L[:, None, None]                           # (nu_in > L, nu_out > L)
+        hi_state = crossed[:, 0]
+        free = crossed[:, 1] & ~hi_state
+        at_bound = torch.where(hi_state, self.ahl[:, 0], self.ahl[:, 1])
+        num = torch.where(free, self.az, at_bound).sum(-1) - target
         den = torch.where(free, self.a2, 0.0).sum(-1)
-        nu = num / torch.where(den > 0, den, 1.0)
-        flat = torch.where(torch.isfinite(L), L, R)         # phi constant on the piece: its finite end
-        return torch.where(den > 0, torch.minimum(torch.maximum(nu, L), R), flat)
+        sloped = den > 0
+        nu = torch.clamp(num / torch.where(sloped, den, 1.0), L, R)
+        flat = torch.where(L > -float("inf"), L, R)        # phi constant on the piece: its finite end
+        return torch.where(sloped, nu, flat)
 
 
 def _bracket_sorted(bp: _Breakpoints, target):
     """Sort the breakpoints, accumulate the changes: (L, R) around the first breakpoint with phi <= target."""
-    ev, order = torch.sort(torch.cat([bp.nu_in, bp.nu_out], -1), dim=-1)   # ties: any order (continuity)
-    alpha = torch.cat([bp.d_in, bp.d_out], -1).gather(-1, order).cumsum(-1)
-    beta = torch.cat([-bp.a2, bp.a2], -1).gather(-1, order).cumsum(-1)
-    phi = bp.phi_min_inf[:, None] + alpha + beta * ev           # phi at each breakpoint (continuous)
-    k = (phi > target[:, None]).sum(-1, keepdim=True)           # phi nonincreasing: first with phi <= target
-    n = ev.shape[-1]
-    inf = torch.full((), float("inf"), dtype=ev.dtype, device=ev.device)
-    L = torch.where(k > 0, ev.gather(-1, (k - 1).clamp_min(0)), -inf).squeeze(-1)
-    R = torch.where(k < n, ev.gather(-1, k.clamp_max(n - 1)), inf).squeeze(-1)
-    return L, R
+    N = bp.e.shape[0]
+    ev, order = torch.sort(bp.e.reshape(N, -1), dim=-1)     # ties: any order (continuity)
+    alpha = bp.d.reshape(N, -1).gather(-1, order).cumsum(-1)
+    beta = bp.s.reshape(N, -1).gather(-1, order).cumsum(-1)
+    # phi at each breakpoint (continuous) = phi_min_inf + alpha + beta ev; nonincreasing, so the first
+    # breakpoint with phi <= target is number k (0-based) and the bracket is (ev[k - 1], ev[k]), padded
+    k = (torch.addcmul(alpha, beta, ev) > (target - bp.phi_min_inf)[:, None]).sum(-1, keepdim=True)
+    padded = torch.cat([bp.infs[:1].expand(N, 1), ev, bp.infs[1:].expand(N, 1)], -1)
+    return padded.gather(-1, k).squeeze(-1), padded.gather(-1, k + 1).squeeze(-1)
 
 
 def _n_buckets(b: int) -> int:
@@ -216,24 +236,26 @@ class RowProject(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, par, A, a, rowid, nu, solve, dt, dnu, bounds):
         with torch.no_grad():
-            w = z - spread(nu, rowid) * a
+            w = torch.addcmul(z, spread(nu, rowid), a, value=-1.0)
             if bounds is None:
                 free = torch.ones_like(w, dtype=torch.bool)
             else:
                 free = (w > bounds[0]) & (w < bounds[1])
             den = (A * A * free[:, None, :]).sum(-1)
             ok = solve & (den > 0)
-            den = torch.where(ok, den, torch.ones_like(den))
-            dnu_dpar = torch.where(ok, -dt / den, dnu)
-        ctx.save_for_backward(A, a, rowid, free, den, ok, dnu_dpar)
+            den = torch.where(ok, den, 1.0)
+        ctx.save_for_backward(A, a, rowid, free, den, ok, dt, dnu)
         return clip(w, bounds)
 
     @staticmethod
     def backward(ctx, v):
-        A, a, rowid, free, den, ok, dnu_dpar = ctx.saved_tensors
-        vF = torch.where(free, v, torch.zeros_like(v))
+        A, a, rowid, free, den, ok, dt, dnu = ctx.saved_tensors
+        vF = torch.where(free, v, 0.0)
         S = (A * vF[:, None, :]).sum(-1)                                    # a_F^T v_F per row
-        coef = torch.where(ok, S / den, torch.zeros_like(S))
-        grad_z = vF - torch.where(free, a * spread(coef, rowid), torch.zeros_like(v))
-        grad_par = -(S * dnu_dpar).sum(1) if ctx.needs_input_grad[1] else None
+        coef = torch.where(ok, S / den, 0.0)
+        grad_z = vF - torch.where(free, a * spread(coef, rowid), 0.0)
+        grad_par = None
+        if ctx.needs_input_grad[1]:
+            dnu_dpar = torch.where(ok, -dt / den, dnu)
+            grad_par = -(S * dnu_dpar).sum(1)
         return grad_z, grad_par, None, None, None, None, None, None, None, None

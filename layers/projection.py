@@ -43,7 +43,7 @@ def _rows_output(prob: Problem, par, A, a, rowid, nu, solve, dt, dnu, need_grad)
     """y = clip(z - nu[row] a); with the analytic backward of :class:`layers._rows.RowProject` if asked."""
     if not need_grad:
         with torch.no_grad():
-            return clip(prob.z - spread(nu, rowid) * a, prob.bounds)
+            return clip(torch.addcmul(prob.z, spread(nu, rowid), a, value=-1.0), prob.bounds)
     return RowProject.apply(prob.z, par, A, a, rowid, nu, solve, dt, dnu, prob.bounds)
 
 
@@ -54,18 +54,19 @@ def _separable(prob: Problem, need_grad: bool) -> torch.Tensor:
         z = prob.z.detach()
         a, rowid = coefficients(prob)
         A = per_row(a, rowid, m)                                       # (P, m, b)
-        center = prob.center.expand(P, m)
         eps = prob.eps.detach()[:, None]
+        hi, lo = prob.center + eps, prob.center - eps                  # (P, m)
         phi0 = (A * clip(z, prob.bounds)[:, None, :]).sum(-1)
-        up, down = phi0 > center + eps, phi0 < center - eps
-        active = (up | down) & prob.valid.expand(P, m)
-        side = torch.where(up, 1.0, -1.0).to(z.dtype)
+        up = phi0 > hi
+        active = (up | (phi0 < lo)) & prob.valid
         zr = z[:, None, :].expand(P, m, b).reshape(P * m, b)
         dense = prob.metric_rows == "dp"                               # one row through every coordinate
-        nu = row_root(zr, A.reshape(P * m, b), (center + side * eps).reshape(-1), prob.bounds,
+        nu = row_root(zr, A.reshape(P * m, b), torch.where(up, hi, lo).reshape(-1), prob.bounds,
                       dense=dense).reshape(P, m)
-        nu = torch.where(active, nu, torch.zeros_like(nu))
-    return _rows_output(prob, prob.eps, A, a, rowid, nu, active, side, torch.zeros_like(nu), need_grad)
+        nu = torch.where(active, nu, 0.0)
+        side = torch.where(up, 1.0, -1.0).to(z.dtype) if need_grad else None     # d target / d eps
+        dnu = torch.zeros_like(nu) if need_grad else None
+    return _rows_output(prob, prob.eps, A, a, rowid, nu, active, side, dnu, need_grad)
 
 
 def project(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: str = "raise",

@@ -354,43 +354,13 @@ def test_one_row_step_is_the_penalized_step(bounds):
     assert not bool(one.valid[0, 0]) and not bool(one.valid[1, 1])
 
 
-_SYNC_OR_HOST_DATA = {"aten._local_scalar_dense", "aten.item", "aten.nonzero", "aten.lift_fresh",
-                      "aten.lift_fresh_copy", "aten.tolist"}
-_VIEWS = {"aten.select", "aten.slice", "aten.unsqueeze", "aten.view", "aten.expand", "aten.as_strided",
-          "aten.permute", "aten.squeeze", "aten.detach"}
-
-
-def _record_ops(fn):
-    """The aten ops ``fn()`` dispatches, and those that read a device value on the host (item / bool /
-    nonzero: a sync on CUDA), build a tensor from host data (torch.tensor: a host->device copy, not
-    capturable in a CUDA graph) or move a tensor to another device."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops, self.bad = [], []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = str(func.overloadpacket)
-            self.ops.append(name)
-            dev = (kwargs or {}).get("device")
-            moved = name == "aten._to_copy" and dev is not None and torch.device(dev) != args[0].device
-            if name in _SYNC_OR_HOST_DATA or moved:
-                self.bad.append(name)
-            return func(*args, **(kwargs or {}))
-
-    with Ops() as mode:
-        fn()
-    return [o for o in mode.ops if o not in _VIEWS], mode.bad
-
-
 @pytest.mark.torch
 def test_dual_steps_issue_no_sync_and_no_host_constant():
     """The loop body on prepared tensors: no host sync, no tensor from host data, no device transfer,
     and few kernels per step."""
     torch = pytest.importorskip("torch")
+    from op_recorder import record_ops
+
     from layers import online as lo
 
     one, z, _ = _prepared()
@@ -399,7 +369,7 @@ def test_dual_steps_issue_no_sync_and_no_host_constant():
     lam[0] = 0.7
     g, dist = torch.zeros(K, S, dtype=torch.float64), torch.zeros(K, S, dtype=torch.float64)
     etab = torch.full((K,), 0.5, dtype=torch.float64)
-    kernels, bad = _record_ops(lambda: lo.dual_steps(one, lam, g, dist, etab, 6, 0.05, (-1.0, 1.0)))
+    kernels, bad = record_ops(lambda: lo.dual_steps(one, lam, g, dist, etab, 6, 0.05, (-1.0, 1.0)))
     assert not bad, bad
     assert len(kernels) / K <= 30, (len(kernels) / K, sorted(set(kernels)))
     assert bool((lam[1:] >= 0).all()) and bool((g >= 0).all())
@@ -410,6 +380,8 @@ def test_one_row_preparation_is_sync_free():
     """Building a chunk's rows (layers._problem.build_problem, check=False, warm caches) and its roots is
     sync-free as well (subset=False, the default on CUDA): the whole one-row chunk could be captured."""
     pytest.importorskip("torch")
+    from op_recorder import record_ops
+
     from layers import online as lo
 
     _, z, g = _prepared()
@@ -420,7 +392,7 @@ def test_one_row_preparation_is_sync_free():
         return lo.prepare_one_row(rows, K, subset=False)         # the CUDA default
 
     prep()                                  # warm the row-pattern caches of layers._problem
-    _, bad = _record_ops(prep)
+    _, bad = record_ops(prep)
     assert not bad, bad
 
 
