@@ -80,16 +80,11 @@ class _Breakpoints:
         a3 = a[:, None, :]
         hl = torch.where(a3 > 0, hl_pos, hl_neg)
         sa = a3 if dense else torch.where(a3 != 0, a3, 1.0)
-        self.e = (z[:, None, :] - hl) / sa                           # free on (nu_in, nu_out)
-        self.az, self.a2, self.ahl = a * z, a * a, a3 * hl
-        self.d = (self.az[:, None, :] - self.ahl) * sign
+        self.e = torch.sub(z[:, None, :], hl).div_(sa)               # free on (nu_in, nu_out)
+        self.az, self.a2, self.ahl = a * z, a * a, hl.mul_(a3)       # (in place: fewer fresh buffers)
+        self.d = torch.sub(self.az[:, None, :], self.ahl).mul_(sign)
         self.s = self.a2[:, None, :] * minus_sign
         self.phi_min_inf = self.ahl[:, 0].sum(-1)                     # phi(nu) below every breakpoint
-
-    nu_in = property(lambda self: self.e[:, 0])
-    nu_out = property(lambda self: self.e[:, 1])
-    d_in = property(lambda self: self.d[:, 0])
-    d_out = property(lambda self: self.d[:, 1])
 
     def solve(self, target, L, R):
         """The root on a bracket (L, R) holding no breakpoint strictly inside: phi is linear there and its
@@ -139,19 +134,18 @@ def _bracket_buckets(bp: _Breakpoints, target):
     (0, K + 1: nothing of the old bracket beyond it), or no bucket reaches the target. The sums are kept
     in float64 (a float32 sum of many breakpoints' changes could pick a wrong bucket).
     """
-    e_in, e_out = bp.nu_in, bp.nu_out
-    N, b = e_in.shape
+    e = bp.e.reshape(bp.e.shape[0], -1)                           # (N, 2b): entering, then leaving
+    N, b = e.shape[0], e.shape[1] // 2
     K = _n_buckets(b)
-    dt, dev, f64 = e_in.dtype, e_in.device, torch.float64
-    d_in, d_out, a2 = (x.to(f64) for x in (bp.d_in, bp.d_out, bp.a2))
+    dt, dev, f64 = e.dtype, e.device, torch.float64
+    d_alpha, d_beta = bp.d.reshape(N, -1).to(f64), bp.s.reshape(N, -1).to(f64)
     inf = torch.full((), float("inf"), dtype=dt, device=dev)
-    gmin = torch.minimum(e_in.amin(-1), e_out.amin(-1))
-    gmax = torch.maximum(e_in.amax(-1), e_out.amax(-1))
+    gmin, gmax = e.amin(-1), e.amax(-1)
     L, R = -inf.expand(N).clone(), inf.expand(N).clone()
     base_a, base_b = bp.phi_min_inf.to(f64), torch.zeros(N, dtype=f64, device=dev)
     done = ~(torch.isfinite(gmin) & torch.isfinite(gmax))       # a row without support (dense): masked
-    tmp = torch.empty_like(e_in)
-    idx = torch.empty(N, b, dtype=torch.int64, device=dev)
+    tmp = torch.empty_like(e)
+    idx = torch.empty(N, 2 * b, dtype=torch.int64, device=dev)
     big = torch.finfo(dt).max
     t = target.to(f64)[:, None]
     zero_col = torch.zeros(N, 1, dtype=f64, device=dev)
@@ -160,21 +154,20 @@ def _bracket_buckets(bp: _Breakpoints, target):
             return L, R, None
         Le = torch.where(torch.isfinite(L), L, gmin)[:, None]
         Re = torch.where(torch.isfinite(R), R, gmax)[:, None]
-        s = torch.where(Re > Le, K / (Re - Le), 1.0).clamp_max(big)     # finite, > 0: no NaN below
-        S = torch.zeros(3, N, K + 2, dtype=f64, device=dev)     # d_alpha, a2 entering, a2 leaving
+        scale = torch.where(Re > Le, K / (Re - Le), 1.0).clamp_max(big)     # finite, > 0: no NaN below
+        S = torch.zeros(2, N, K + 2, dtype=f64, device=dev)     # sums of the intercept / slope changes
         M = torch.empty(2, N, K + 2, dtype=dt, device=dev)      # largest, smallest breakpoint
         M[0].fill_(-float("inf"))
         M[1].fill_(float("inf"))
-        for e, d, k in ((e_in, d_in, 1), (e_out, d_out, 2)):
-            torch.sub(e, Le, out=tmp).mul_(s).ceil_().clamp_(0, K).nan_to_num_(0.0)
-            idx.copy_(tmp)
-            idx += e >= Re
-            S[0].scatter_add_(1, idx, d)
-            S[k].scatter_add_(1, idx, a2)
-            M[0].scatter_reduce_(1, idx, e, "amax")
-            M[1].scatter_reduce_(1, idx, e, "amin")
+        torch.sub(e, Le, out=tmp).mul_(scale).ceil_().clamp_(0, K).nan_to_num_(0.0)
+        idx.copy_(tmp)
+        idx += e >= Re
+        S[0].scatter_add_(1, idx, d_alpha)
+        S[1].scatter_add_(1, idx, d_beta)
+        M[0].scatter_reduce_(1, idx, e, "amax")
+        M[1].scatter_reduce_(1, idx, e, "amin")
         S[:, :, 0] *= ~torch.isfinite(L)                          # bucket 0 is in the base once L is set
-        cum_a, cum_b = S[0].cumsum(1), (S[2] - S[1]).cumsum(1)
+        cum_a, cum_b = S[0].cumsum(1), S[1].cumsum(1)
         m = M[0].cummax(1).values
         m64 = m.to(f64)
         phi = torch.where(m > -inf, base_a[:, None] + cum_a + (base_b[:, None] + cum_b) * m64,
