@@ -114,6 +114,16 @@ def graphed_fn(z, g, v):
     return fn
 
 
+def violation(z, g) -> float:
+    """max(|mean_0(y) - mean_1(y)| - eps, box excess, 0) of ours at z, in float64: a timing of a wrong
+    answer is not a result (float32 groups over 2^24 were once counted as 2^24: violation 0.03 at b = 2e7)."""
+    with torch.no_grad():
+        y = layers.project(z, g, metric="dp", eps=EPS, bounds=BOX).double()
+    in1 = g.bool()
+    gap = y[~in1].mean() - y[in1].mean()
+    return max(abs(float(gap)) - EPS, float(BOX[0] - y.min()), float(y.max() - BOX[1]), 0.0)
+
+
 def repeats_for(b: int, base: int) -> int:
     return max(3, min(base, int(base * 2e5 / max(b, 1))))
 
@@ -137,6 +147,7 @@ def bench_sizes(args, out: dict) -> None:
             row[f"ours_{args.device}_{name}_fwdbwd_s"] = timer(ours_fn(z, g, v, backward=True), dev, r)
             row[f"ours_{args.device}_{name}_fwd_s"] = timer(ours_fn(z, g, v, backward=False), dev, r)
             row[f"floor_{args.device}_{name}_fwdbwd_s"] = timer(floor_fn(z, v), dev, r)
+            row[f"ours_{args.device}_{name}_violation"] = violation(z, g)
             if dev.type == "cuda" and dtype == torch.float32:
                 row["copy_f32_s"] = timer(lambda z=z: z.clone(), dev, r)
                 row["fwd_over_copy"] = row[f"ours_{args.device}_{name}_fwd_s"] / row["copy_f32_s"]

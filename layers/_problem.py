@@ -143,6 +143,14 @@ def _split_groups(g: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, bool]
                      f"{tuple(z.shape)} + (k,) for z of shape {tuple(z.shape)}; got {shape}")
 
 
+def _one_hot(code: torch.Tensor, n: int) -> torch.Tensor:
+    """(G, b) codes in [0, n) -> (G, b, n) bool. Per-cell counts and sums are taken from it by reductions
+    (integer, or float64): a ``scatter_add_`` of float32 ones stops counting at 2^24 (16777216 + 1 rounds
+    back to 16777216, so a group of 5e7 was counted as 16777216 and the output violated the constraint),
+    and on the GPU its atomics all contend for the few cell addresses."""
+    return code[..., None] == torch.arange(n, device=code.device)
+
+
 def _inv(n: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, 1.0 / n.clamp_min(1), torch.zeros_like(n))
 
@@ -192,28 +200,25 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
     code = g[..., 0] if k == 1 else (g * _weights(k, z.device)).sum(-1)   # (G, b) attribute bits, MSB first
     if metric_rows == "eo":
         code = code + n_attr * label_of                           # (P|1, b)
-    Pc = code.shape[0]
     if separable:
         cells = tuple(range(n_full))                              # no compaction: no host sync
         cell = code
     else:
-        present = torch.zeros(Pc, n_full, dtype=torch.bool, device=z.device)
-        present.scatter_(1, code, True)
+        present = _one_hot(code, n_full).any(-2)                  # (P|1, n_full)
         cells = tuple(torch.nonzero(present.any(0)).reshape(-1).tolist())
         lut = torch.full((n_full,), -1, dtype=torch.int64, device=z.device)
         lut[list(cells)] = torch.arange(len(cells), device=z.device)
         cell = lut[code]
     C = len(cells)
-    counts = torch.zeros(Pc, C, dtype=z.dtype, device=z.device).scatter_add_(
-        1, cell, torch.ones_like(cell, dtype=z.dtype))
+    in_cell = _one_hot(cell, C)                                   # (P|1, b, C)
+    counts = in_cell.sum(-2).to(z.dtype)                          # exact integer sums (see _one_hot)
     sel0, sel1, rowof, names = _structure(metric_rows, k, cells, z.dtype, z.device)
 
-    n0 = counts @ sel0.T                                          # (Pc, m)
+    n0 = counts @ sel0.T                                          # (P|1, m)
     if sel1 is None:                                              # mr: a = 1_S / n_S, c = mean_S(targets)
         valid = n0 > 0
         W = sel0[None] * _inv(n0)[..., None]
-        tsum = torch.zeros(tg.shape[0], C, dtype=z.dtype, device=z.device).scatter_add_(
-            1, cell.expand(tg.shape[0], b) if cell.shape[0] == 1 else cell, tg)
+        tsum = torch.where(in_cell, tg.to(torch.float64)[..., None], 0.0).sum(-2).to(z.dtype)  # float64 sums
         center = (tsum @ sel0.T) * _inv(n0)
         if tsum.shape[0] != W.shape[0]:                           # shared groups, per-problem targets
             W = W.expand(tsum.shape[0], -1, -1)

@@ -397,6 +397,40 @@ def _kappa(inst, y_ref):
     return k
 
 
+def test_float32_groups_larger_than_2_to_24():
+    """Groups of more than 2^24 coordinates in float32 (the CUDA benchmark's b = 1e8 has two of ~5e7).
+
+    The rows were built from a float32 ``scatter_add_`` of ones, which stops counting at 2^24 = 16777216
+    (16777216 + 1 rounds back): a = 1/16777216 instead of 1/n, and the output's gap was -0.082 at
+    eps = 0.05 (b = 2^24 + 2^21, group 1 of 2^20, box (0, 1); -0.078 on this test's instance, no box).
+    mr's centres (sums of 0/1 targets) stalled the same way. Now: exact integer counts, float64 target
+    sums.
+
+    Tolerance on the gap, measured in float64 on the float32 output: |gap(y32) - gap(y*)| <= ||a||_1
+    max|y32 - y*| = 2 max|dy|; dy as in the float32 bound of the module docstring, but with torch's
+    cascade (pairwise) float32 sums, whose depth is ceil(log2 b) = 25 instead of b: (4 * 25 + 4) u32 scale
+    per coordinate, so 2 * 104 * 6.0e-8 * scale = 1.25e-5 scale (scale = 1 + max|z| = 2.2).
+    """
+    from layers._problem import build_problem
+
+    b = 2**24 + 2**21
+    g = torch.zeros(b, dtype=torch.int64)
+    g[::16] = 1                                                    # n1 = b / 16, n0 = 15 b / 16 > 2^24
+    n1 = b // 16
+    z = (torch.linspace(0.0, 1.0, b, dtype=torch.float64) + 0.2 * g).to(torch.float32)
+    prob = build_problem(z, g, metric="dp", eps=0.05, check=False)
+    n0 = b - n1
+    assert n0 > 2**24
+    assert float(prob.W[0, 0, 0]) == float(torch.tensor(1.0 / n0, dtype=torch.float32))   # a = 1/n0, rounded
+    targets = (torch.arange(b) % 3 == 0).to(torch.float32)
+    mr = build_problem(z, g, metric="mr", eps=0.05, targets=targets, check=False)
+    want = targets[g == 0].double().mean()
+    assert abs(float(mr.center[0, 0]) - float(want)) <= 3 * 6.0e-8 * float(want)   # sum, 1/n, product
+    y = layers.project(z, g, metric="dp", eps=0.05).double()
+    gap = y[g == 0].mean() - y[g == 1].mean()
+    assert abs(float(gap)) <= 0.05 + 1.25e-5 * 2.2, float(gap)
+
+
 @pytest.mark.parametrize("metric,k", SEPARABLE + [("dp_pairwise", 2)])
 def test_float32_within_derived_tolerance(metric, k):
     worst = 0.0
