@@ -62,9 +62,10 @@ def _row_gaps(y, cell, W, center, valid) -> torch.Tensor:
     y, cell: (P, b); W: (P|1, m, C); center, valid: (P|1, m)."""
     if W.shape[1] == 0:
         return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
-    cs = torch.zeros(y.shape[0], W.shape[2], dtype=y.dtype, device=y.device).scatter_add_(1, cell, y)
-    r = (W * cs[:, None, :]).sum(-1) - center
-    return torch.where(valid, r.abs(), torch.zeros_like(r)).amax(-1)
+    f64 = torch.float64                     # float32 sums of > 2^24 terms stall (x + 1 rounds back to x)
+    cs = torch.zeros(y.shape[0], W.shape[2], dtype=f64, device=y.device).scatter_add_(1, cell, y.to(f64))
+    r = (W.to(f64) * cs[:, None, :]).sum(-1) - center
+    return torch.where(valid, r.abs(), 0.0).amax(-1).to(y.dtype)
 
 
 # ------------------------------------------------------------------------------- one-row step (dp, k = 1)

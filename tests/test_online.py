@@ -73,6 +73,22 @@ def test_singletons_have_no_gap():
     np.testing.assert_array_equal(np.concatenate(tr.y), np.concatenate([bt.z for bt in batches]))
 
 
+@pytest.mark.torch
+def test_batch_gaps_of_float32_groups_larger_than_2_to_24():
+    """layers.online.batch_gaps sums each cell in float64: a float32 sum of 15/16 * 2^25 values 0.75
+    stalls at 2^24 (spacing 2 there: + 0.75 rounds back), so this zero-gap batch read a gap of 0.22 with
+    float32 sums. Exact answer 0; the rows 1/n_c are float32 (relative error <= u32 = 6.0e-8 each), the
+    cell sums float64 (<= 2^25 u64 ~ 4e-9 relative): |gap| <= 2 max|y| u32 + 1e-8 = 1.0e-7."""
+    torch = pytest.importorskip("torch")
+    from layers import online as lo
+
+    b = 2**25
+    y = torch.full((1, b), 0.75, dtype=torch.float32)
+    g = torch.zeros(1, b, dtype=torch.int64)
+    g[0, ::16] = 1
+    assert float(lo.batch_gaps(y, g)[0]) <= 2 * 0.75 * 6.0e-8 + 1e-8
+
+
 def test_sum_gap_equals_max_gap_for_one_row():
     pytest.importorskip("cvxpy")
     s = _stream(8)
