@@ -375,9 +375,8 @@ def test_dual_steps_issue_no_sync_and_no_host_constant():
     """The loop body on prepared tensors: no host sync, no tensor from host data, no device transfer,
     and few kernels per step."""
     torch = pytest.importorskip("torch")
-    from op_recorder import record_ops
-
     from layers import online as lo
+    from verify.dispatch import record_ops
 
     one, z, _ = _prepared()
     K, S = z.shape[:2]
@@ -396,9 +395,8 @@ def test_one_row_preparation_is_sync_free():
     """Building a chunk's rows (layers._problem.build_problem, check=False, warm caches) and its roots is
     sync-free as well (subset=False, the default on CUDA): the whole one-row chunk could be captured."""
     pytest.importorskip("torch")
-    from op_recorder import record_ops
-
     from layers import online as lo
+    from verify.dispatch import record_ops
 
     _, z, g = _prepared()
     K = z.shape[0]
