@@ -104,9 +104,9 @@ class _Breakpoints:
 def _bracket_sorted(bp: _Breakpoints, target):
     """Sort the breakpoints, accumulate the changes: (L, R) around the first breakpoint with phi <= target."""
     N = bp.e.shape[0]
-    ev, order = torch.sort(bp.e.reshape(N, -1), dim=-1)     # ties: any order (continuity)
-    alpha = bp.d.reshape(N, -1).gather(-1, order).cumsum(-1)
-    beta = bp.s.reshape(N, -1).gather(-1, order).cumsum(-1)
+    ev, order = torch.sort(bp.e.flatten(1), dim=-1)     # ties: any order (continuity)
+    alpha = bp.d.flatten(1).gather(-1, order).cumsum(-1)
+    beta = bp.s.flatten(1).gather(-1, order).cumsum(-1)
     # phi at each breakpoint (continuous) = phi_min_inf + alpha + beta ev; nonincreasing, so the first
     # breakpoint with phi <= target is number k (0-based) and the bracket is (ev[k - 1], ev[k]), padded
     k = (torch.addcmul(alpha, beta, ev) > (target - bp.phi_min_inf)[:, None]).sum(-1, keepdim=True)
@@ -134,11 +134,11 @@ def _bracket_buckets(bp: _Breakpoints, target):
     (0, K + 1: nothing of the old bracket beyond it), or no bucket reaches the target. The sums are kept
     in float64 (a float32 sum of many breakpoints' changes could pick a wrong bucket).
     """
-    e = bp.e.reshape(bp.e.shape[0], -1)                           # (N, 2b): entering, then leaving
+    e = bp.e.flatten(1)                           # (N, 2b): entering, then leaving
     N, b = e.shape[0], e.shape[1] // 2
     K = _n_buckets(b)
     dt, dev, f64 = e.dtype, e.device, torch.float64
-    d_alpha, d_beta = bp.d.reshape(N, -1).to(f64), bp.s.reshape(N, -1).to(f64)
+    d_alpha, d_beta = bp.d.flatten(1).to(f64), bp.s.flatten(1).to(f64)
     inf = torch.full((), float("inf"), dtype=dt, device=dev)
     gmin, gmax = e.amin(-1), e.amax(-1)
     L, R = -inf.expand(N).clone(), inf.expand(N).clone()

@@ -274,6 +274,18 @@ def test_sort_free_root_hypothesis(monkeypatch):
     check()
 
 
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), None])
+def test_row_root_of_no_rows(bracket, bounds):
+    """Zero rows (layers.online searches only the rows where the box binds, often none) give zero roots;
+    the stacked breakpoints once failed there (reshape of a 0-row tensor to (0, -1))."""
+    from layers._rows import row_root
+
+    for dtype in (torch.float32, torch.float64):
+        empty = torch.empty(0, 7, dtype=dtype)
+        nu = row_root(empty, empty, torch.empty(0, dtype=dtype), bounds, dense=True)
+        assert nu.shape == (0,) and nu.dtype == dtype
+
+
 def test_sort_free_settles_in_fixed_passes(monkeypatch):
     """Ordinary data settle within FIXED_PASSES (so the search costs one host sync, no sort fallback)."""
     from layers._rows import FIXED_PASSES, _bracket_buckets, _Breakpoints
