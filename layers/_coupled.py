@@ -32,6 +32,7 @@ import dataclasses
 
 import torch
 
+from layers._problem import cell_sums
 from reference.projection import (
     FINE_THRESHOLDS,
     KKT_TOL,
@@ -57,10 +58,6 @@ INNER_TOL = 1e-13         # subproblem gradient, relative to 1 + max|z| (only th
 # is read off the multiplier's sign, which 1e8 left wrong), the pattern thresholds (relative to 1 + max|z|),
 # the fine re-read off the best exact solution and the round-off level that ends the search are the
 # reference's (reference.projection._coupled), so both find and certify patterns alike
-
-
-def _cellsum(x: torch.Tensor, cell: torch.Tensor, C: int) -> torch.Tensor:
-    return torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device).scatter_add_(1, cell, x)
 
 
 def _mv(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +102,7 @@ class _Data:
 
     def rows(self, y):
         """r = A y - c, shape (P, m)."""
-        return _mv(self.W, _cellsum(y, self.cell, self.C)) - self.c
+        return _mv(self.W, cell_sums(y, self.cell, self.C)) - self.c
 
     def excess(self, r):
         """max_k (|r_k| - eps) over the valid rows: how far outside the rows' band y is (< 0 inside), (P,)."""
@@ -117,7 +114,7 @@ class _Data:
 
     def gram(self, free):
         """H = A_F A_F^T = W diag(n_free) W^T, shape (P, m, m)."""
-        nF = _cellsum(free.to(self.z.dtype), self.cell, self.C)
+        nF = cell_sums(free.to(self.z.dtype), self.cell, self.C)
         return _gram(self.W, nF)
 
 
@@ -210,7 +207,7 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
     for fix in range(SIGN_FIXES + 1):
         nu_t = nu_a * keep
         Mw = d.gram(Fw) * keep[:, :, None] * keep[:, None, :]
-        qw = _mv(d.W, _cellsum((d.z - y) * Fw, d.cell, d.C)) * keep
+        qw = _mv(d.W, cell_sums((d.z - y) * Fw, d.cell, d.C)) * keep
         nu_m = nu_t + (torch.linalg.pinv(Mw, hermitian=True) @ (qw - _mv(Mw, nu_t))[..., None])[..., 0]
         if fix == SIGN_FIXES:
             break
@@ -233,7 +230,7 @@ def _polish(d: _Data, y_a: torch.Tensor, nu_a: torch.Tensor, pattern: tuple,
 def _rhs(d: _Data, free, yfix, z, side, T):
     """q = A_TF z_F + A_TX y_X - c_T - side_T on the active rows (0 elsewhere); differentiable in z, side."""
     zin = torch.where(free, z, yfix)
-    return (_mv(d.W, _cellsum(zin, d.cell, d.C)) - d.c - side) * T
+    return (_mv(d.W, cell_sums(zin, d.cell, d.C)) - d.c - side) * T
 
 
 def kkt_residual(d: _Data, y: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
@@ -280,7 +277,7 @@ class _ALM:
 
     def parts(self, y, nu, rho, sigma):
         d = self.d
-        v = _mv(self.Wn, _cellsum(y, d.cell, d.C)) + nu / sigma
+        v = _mv(self.Wn, cell_sums(y, d.cell, d.C)) + nu / sigma
         dv = (v - torch.minimum(torch.maximum(v, self.lo), self.hi)) * d.valid
         if d.bounds is None:
             dt = torch.zeros_like(y)
@@ -302,9 +299,9 @@ class _ALM:
         J = (dv != 0).to(y.dtype)
         WJ = self.Wn * J[..., None]
         g = -grad * Dinv
-        S = _gram(WJ, _cellsum(Dinv, d.cell, d.C))
+        S = _gram(WJ, cell_sums(Dinv, d.cell, d.C))
         S = S + torch.eye(S.shape[1], dtype=y.dtype, device=y.device) / sigma[..., None]
-        x = torch.linalg.solve(S, _mv(WJ, _cellsum(g, d.cell, d.C)))
+        x = torch.linalg.solve(S, _mv(WJ, cell_sums(g, d.cell, d.C)))
         return grad, g - Dinv * _mtv(WJ, x).gather(1, d.cell)
 
 
@@ -313,7 +310,7 @@ def solve(d: _Data) -> _Pattern:
     P, b = d.z.shape
     tol = kkt_tolerance(b)
     scale = 1.0 + d.z.abs().amax(1, keepdim=True)                              # (P, 1)
-    norm = torch.sqrt(_mv(d.W ** 2, _cellsum(torch.ones_like(d.z), d.cell, d.C)))
+    norm = torch.sqrt(_mv(d.W ** 2, cell_sums(torch.ones_like(d.z), d.cell, d.C)))
     norm = torch.where(d.valid & (norm > 0), norm, torch.ones_like(norm))
     Wn = d.W / norm[..., None]                                                 # unit-norm rows
     alm = _ALM(d, Wn, (d.c - d.eps) / norm, (d.c + d.eps) / norm)

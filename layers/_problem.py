@@ -151,6 +151,12 @@ def _one_hot(code: torch.Tensor, n: int) -> torch.Tensor:
     return code[..., None] == torch.arange(n, device=code.device)
 
 
+def cell_sums(x: torch.Tensor, cell: torch.Tensor, C: int) -> torch.Tensor:
+    """Per-cell sums of x: (P, b) values, (P, b) cells in [0, C) -> (P, C), so that A x = W @ cell_sums(x).
+    Accumulated in x's dtype: pass float64 for many float32 terms (a float32 sum of > 2^24 ones stalls)."""
+    return torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device).scatter_add_(1, cell, x)
+
+
 def _inv(n: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, 1.0 / n.clamp_min(1), torch.zeros_like(n))
 

@@ -139,7 +139,7 @@ def _bracket_buckets(bp: _Breakpoints, target):
     K = _n_buckets(b)
     dt, dev, f64 = e.dtype, e.device, torch.float64
     d_alpha, d_beta = bp.d.flatten(1).to(f64), bp.s.flatten(1).to(f64)
-    inf = torch.full((), float("inf"), dtype=dt, device=dev)
+    inf = bp.infs[1]
     gmin, gmax = e.amin(-1), e.amax(-1)
     L, R = -inf.expand(N).clone(), inf.expand(N).clone()
     base_a, base_b = bp.phi_min_inf.to(f64), torch.zeros(N, dtype=f64, device=dev)

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from layers._problem import Problem, build_problem
+from layers._problem import Problem, build_problem, cell_sums
 from layers._rows import clip, coefficients, row_root
 from layers.projection import penalized_step, project
 from reference import online as ref
@@ -63,8 +63,7 @@ def _row_gaps(y, cell, W, center, valid) -> torch.Tensor:
     if W.shape[1] == 0:
         return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
     f64 = torch.float64                     # float32 sums of > 2^24 terms stall (x + 1 rounds back to x)
-    cs = torch.zeros(y.shape[0], W.shape[2], dtype=f64, device=y.device).scatter_add_(1, cell, y.to(f64))
-    r = (W.to(f64) * cs[:, None, :]).sum(-1) - center
+    r = (W.to(f64) * cell_sums(y.to(f64), cell, W.shape[2])[:, None, :]).sum(-1) - center
     return torch.where(valid, r.abs(), 0.0).amax(-1).to(y.dtype)
 
 
