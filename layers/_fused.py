@@ -1,0 +1,205 @@
+r"""Fused (Triton) forward of the dp layer with one attribute: a few passes over z, no sort.
+
+The problem (``layers.project``, metric "dp", one binary attribute, P problems of size b) has one row
+``a_i = 1/n_0`` on group 0 and ``-1/n_1`` on group 1, and its solution is ``y = clip(z - nu a, lb, ub)``
+with nu the root of ``phi(nu) = a^T clip(z - nu a, lb, ub) = t`` (t = +eps above the band, -eps below;
+nu = 0 inside). The eager layer builds the rows and the 2b breakpoints as tensors and sorts or buckets
+them: about 120 copies of z in memory traffic at b = 1e6. Here every pass is one kernel that reads z and
+the group labels once (``BLOCK`` coordinates per program, partial sums per program, no atomics but one
+counter per gather):
+
+1. ``_stats``: group sizes, sums of clip(z) per group (float64: phi(0)), the extreme z per group (the
+   range of the breakpoints ``e_in = (z - hi) r``, ``e_out = (z - lo) r``, r = 1/a), and the counts of
+   non-finite z and non-binary labels.
+2. ``_evaluate`` (repeated): phi at K points of the current bracket (L, R) and, per point, the number of
+   breakpoints below it (``< nu`` and ``<= nu``); phi(L) > t >= phi(R) picks the new bracket. It stops
+   when at most ``capacity`` breakpoints lie strictly inside (an exact count, not an estimate).
+3. ``_gather``: the coordinates with a breakpoint strictly inside (L, R) are written to a buffer; every
+   other coordinate has one state on all of (L, R) (at hi, free or at lo), and the kernel returns the sums
+   ``C = sum a bound + sum_free a z`` and ``S = sum_free a^2`` (float64), so that on (L, R)
+   ``phi(nu) = C - S nu + phi_U(nu)``.
+4. The gathered few (``U``) are solved exactly by the sorted search of :mod:`layers._rows` with that
+   linear part added (``_Breakpoints.restrict``): the last linear piece is solved from fresh sums, as in
+   the eager layer, so the result is exact to round-off.
+5. ``_output``: ``y = clip(z - nu a, lb, ub)``.
+
+Passes over z: 1 + (usually 2) + 1 + 1 (write), about 64 bytes per float32 coordinate with int64
+labels, i.e. 8 copies of z; the eager layer moves ~120 copies. Each ``_evaluate`` does K clip-evaluations
+per coordinate (float64 partial sums), so it is compute-bound unless K is small: K = 16.
+
+Only the forward is fused; with a gradient requirement the output goes through
+:class:`layers._rows.RowProject` (the same analytic backward as the eager layer). Triton kernels run on
+CUDA; with Triton's interpreter on (:func:`interpreting`) they run on CPU tensors (the tests without a GPU).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from layers._rows import RowProject, _bracket_sorted, _Breakpoints
+
+K = 16              # points per evaluation pass
+BLOCK = 1024        # coordinates per program
+CAPACITY = 1 << 16  # gather when at most this many breakpoints lie strictly inside the bracket
+MAX_PASSES = 64     # uniform passes shrink the bracket by K + 1 each: float64 runs out of digits by ~14
+
+
+def available() -> bool:
+    """Triton importable (it ships with CUDA builds of torch)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    """Triton's interpreter is on (``TRITON_INTERPRET=1`` before triton is imported): the kernels then run
+    on CPU tensors, slowly (tests without a GPU)."""
+    import triton
+    return bool(triton.knobs.runtime.interpret)
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    from layers import _fused_kernels as k     # imports triton
+    return k.stats, k.evaluate, k.gather, k.output
+
+
+def _grid(P: int, b: int) -> tuple[int, int]:
+    return (-(-b // BLOCK), P)
+
+
+def _table(n1: torch.Tensor, b: int, bounds, dt) -> torch.Tensor:
+    """(P, 8) per-problem constants of the kernels: (a0, a1, r0, r1, hi0, hi1, lo0, lo1), as the eager
+    layer computes them (counts in z's dtype, a = +-1/n); an empty group gives a = r = 0 (row dropped)."""
+    n0, n1 = (b - n1).to(dt), n1.to(dt)
+    valid = (n0 > 0) & (n1 > 0)
+    zero = torch.zeros_like(n0)
+    a0 = torch.where(valid, 1.0 / n0.clamp_min(1), zero)
+    a1 = torch.where(valid, -1.0 / n1.clamp_min(1), zero)
+    r0, r1 = torch.where(valid, n0, zero), torch.where(valid, -n1, zero)
+    lb, ub = bounds
+    hl = [torch.full_like(n0, v) for v in (ub, lb, lb, ub)]      # group 0 has a > 0: hi = ub, lo = lb
+    return torch.stack([a0, a1, r0, r1, *hl], 1).contiguous(), valid
+
+
+def _initial_bracket(tab: torch.Tensor, zext: torch.Tensor):
+    """Smallest entering and largest leaving breakpoint, from each group's extreme z (the breakpoints are
+    monotone in z, computed with the kernels' operations): zext (P, 4) = (min0, max0, min1, max1)."""
+    r0, r1, hi0, hi1, lo0, lo1 = tab[:, 2:].unbind(1)
+    L0 = torch.minimum((zext[:, 0] - hi0) * r0, (zext[:, 3] - hi1) * r1)
+    R0 = torch.maximum((zext[:, 1] - lo0) * r0, (zext[:, 2] - lo1) * r1)
+    return L0, R0
+
+
+def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, capacity: int = CAPACITY):
+    """nu (P,), active (P,), up (P,) and the per-problem table of the dp layer with one attribute.
+
+    z: (P, b) contiguous float32/float64; g: (G, b) labels (G in {1, P}; nonzero = group 1); eps: (P,).
+    """
+    stats, evaluate, gather, _ = _kernels()
+    P, b = z.shape
+    dt, dev, f64 = z.dtype, z.device, torch.float64
+    inf = float("inf")
+    lb, ub = bounds if bounds is not None else (-inf, inf)
+    consts = torch.tensor([lb, ub, inf], dtype=dt, device=dev)
+    grid, g_ps = _grid(P, b), (0 if g.shape[0] == 1 else b)
+    nblk = grid[0]
+    out_f = torch.empty(P, nblk, 2, dtype=f64, device=dev)
+    out_i = torch.empty(P, nblk, dtype=torch.int32, device=dev)
+    out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
+    stats[grid](z, g, consts, out_f, out_i, out_m, b, b, g_ps, BLOCK=BLOCK)
+    sums = out_f.sum(1)
+    n1 = out_i.sum(1, dtype=torch.int64)
+    tab, valid = _table(n1, b, (lb, ub), dt)
+    a0, a1 = tab[:, 0].to(f64), tab[:, 1].to(f64)
+    phi0 = a0 * sums[:, 0] + a1 * sums[:, 1]                       # a^T clip(z)
+    e64 = eps.detach().to(f64)
+    up = phi0 > e64
+    active = (up | (phi0 < -e64)) & valid
+    t = torch.where(up, e64, -e64)
+    if bounds is None:                                             # closed form
+        n0f, n1f = (b - n1).to(f64), n1.to(f64)
+        nu = (phi0 - t) / torch.where(valid, a0 * a0 * n0f + a1 * a1 * n1f, 1.0)
+        return torch.where(active, nu, 0.0), active, up, tab
+    zext = torch.stack([out_m[:, :, 0].amin(1), out_m[:, :, 1].amax(1), out_m[:, :, 2].amin(1),
+                        out_m[:, :, 3].amax(1)], 1)
+    L, R = _bracket(z, g, consts, tab, t, active, *_initial_bracket(tab, zext), evaluate, grid, g_ps,
+                    capacity)
+    # everything off (L, R): one state on the whole bracket, summed; the few inside: gathered
+    L, R = torch.where(active, L, 0.0), torch.where(active, R, 0.0)    # inactive: empty bracket
+    part = torch.empty(P, nblk, 2, dtype=f64, device=dev)
+    count = torch.zeros(P, dtype=torch.int32, device=dev)
+    buf = torch.empty(P, capacity, dtype=torch.int32, device=dev)
+    gather[grid](z, g, tab, torch.stack([L, R], 1).contiguous(), part, count, buf, b, b, g_ps, capacity,
+                 BLOCK=BLOCK)
+    C, S = part.sum(1).unbind(1)
+    u = int(count.max())                                            # a host sync
+    if u > capacity:
+        raise RuntimeError(f"fused dp layer: {u} coordinates inside the bracket exceed the capacity "
+                           f"{capacity} that the evaluation count allowed (a kernel defect)")
+    pos = torch.arange(u, device=dev)
+    idx = torch.where(pos < count[:, None], buf[:, :u].to(torch.int64), b).sort(1).values  # deterministic
+    keep = idx < b
+    idx = idx.clamp_max(b - 1)
+    zU = z.gather(1, idx).to(f64)
+    oneU = g.expand(P, b).gather(1, idx) != 0
+    aU = torch.where(keep, torch.where(oneU, a1[:, None], a0[:, None]), 0.0)
+    bp = _Breakpoints(zU, aU, bounds, dense=False)
+    bp.restrict(L.to(f64), R.to(f64), C, S)
+    lo, hi = _bracket_sorted(bp, t)
+    nu = bp.solve(t, lo, hi)
+    return torch.where(active, nu, 0.0), active, up, tab
+
+
+def _bracket(z, g, consts, tab, t, active, L0, R0, evaluate, grid, g_ps, capacity):
+    """(L, R) with phi(L) > t >= phi(R) and at most ``capacity`` breakpoints strictly inside: K-point
+    evaluation passes (the first on [L0, R0] inclusive, then K interior points of the bracket)."""
+    P, b = z.shape
+    dt, dev, f64 = z.dtype, z.device, torch.float64
+    nblk = grid[0]
+    inf = torch.tensor(float("inf"), dtype=dt, device=dev)
+    L, R = -inf.expand(P), inf.expand(P)
+    cL = torch.zeros(P, dtype=torch.int64, device=dev)                # #{e <= L}
+    cR = torch.full((P,), 2 * b, dtype=torch.int64, device=dev)      # #{e < R}
+    frac = torch.arange(K, dtype=f64, device=dev) / (K - 1)
+    first = (L0.to(f64)[:, None] + (R0 - L0).to(f64)[:, None] * frac).to(dt)
+    first[:, 0], first[:, -1] = L0, R0
+    nu = torch.where(active[:, None], first, 0.0).contiguous()
+    frac = torch.arange(1, K + 1, dtype=f64, device=dev) / (K + 1)
+    phi = torch.empty(P, nblk, K, dtype=f64, device=dev)
+    cnt = torch.empty(P, nblk, K, 2, dtype=torch.int32, device=dev)
+    big = torch.tensor(float("inf"), dtype=f64, device=dev).expand(P, 1)
+    for _ in range(MAX_PASSES):
+        evaluate[grid](z, g, consts, tab, nu, phi, cnt, b, b, g_ps, K=K, BLOCK=BLOCK)
+        c = cnt.sum(1, dtype=torch.int64)                              # (P, K, 2): #{e < nu}, #{e <= nu}
+        pts = torch.cat([L[:, None], nu, R[:, None]], 1)
+        vals = torch.cat([big, phi.sum(1), -big], 1)
+        lt = torch.cat([cL[:, None], c[:, :, 0], cR[:, None]], 1)
+        le = torch.cat([cL[:, None], c[:, :, 1], cR[:, None]], 1)
+        j = (vals <= t[:, None]).to(torch.uint8).argmax(1, keepdim=True)     # >= 1: vals[0] = +inf
+        L, R = pts.gather(1, j - 1).squeeze(1), pts.gather(1, j).squeeze(1)
+        cL, cR = le.gather(1, j - 1).squeeze(1), lt.gather(1, j).squeeze(1)
+        more = active & (cR - cL > capacity)
+        if not bool(more.any()):                                       # a host sync per pass
+            return L, R
+        inner = (L.to(f64)[:, None] + (R - L).to(f64)[:, None] * frac).to(dt)
+        nu = torch.where(more[:, None], inner, 0.0).contiguous()
+    raise RuntimeError(f"fused dp layer: the bracket did not narrow to {capacity} breakpoints in "
+                       f"{MAX_PASSES} passes")
+
+
+def output(z, g, bounds, nu, tab) -> torch.Tensor:
+    """y = clip(z - nu a, lb, ub), (P, b), by the ``_output`` kernel."""
+    *_, out = _kernels()
+    P, b = z.shape
+    inf = float("inf")
+    lb, ub = bounds if bounds is not None else (-inf, inf)
+    consts = torch.tensor([lb, ub], dtype=z.dtype, device=z.device)
+    y = torch.empty_like(z)
+    out[_grid(P, b)](z, g, consts, tab, nu.to(z.dtype).contiguous(), y, b, b, 0 if g.shape[0] == 1 else b,
+                     BLOCK=BLOCK)
+    return y

@@ -1,0 +1,94 @@
+"""Triton kernels of :mod:`layers._fused` (read its docstring): one program = ``BLOCK`` coordinates of one
+problem (grid (blocks, P)); per-program partial results, reduced by the caller in torch."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK: tl.constexpr):
+    """z, a, r = 1/a, hi, lo of this program's coordinates; masked ones get a = 0."""
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    m = offs < b
+    z = tl.load(z_ptr + p * z_ps + offs, mask=m, other=0.0)
+    one = tl.load(g_ptr + p * g_ps + offs, mask=m, other=0) != 0
+    t = tab_ptr + p * 8           # (a0, a1, r0, r1, hi0, hi1, lo0, lo1)
+    a = tl.where(m, tl.where(one, tl.load(t + 1), tl.load(t + 0)), 0.0)
+    r = tl.where(one, tl.load(t + 3), tl.load(t + 2))
+    hi = tl.where(one, tl.load(t + 5), tl.load(t + 4))
+    lo = tl.where(one, tl.load(t + 7), tl.load(t + 6))
+    return offs, m, z, a, r, hi, lo
+
+@triton.jit
+def stats(z_ptr, g_ptr, c_ptr, out_f, out_i, out_m, b, z_ps, g_ps, BLOCK: tl.constexpr):
+    blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
+    lb, ub, big = tl.load(c_ptr), tl.load(c_ptr + 1), tl.load(c_ptr + 2)        # big = +inf
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    m = offs < b
+    z = tl.load(z_ptr + p * z_ps + offs, mask=m, other=0.0)
+    g = tl.load(g_ptr + p * g_ps + offs, mask=m, other=0)
+    in1 = m & (g != 0)
+    in0 = m & (g == 0)
+    zc = tl.minimum(tl.maximum(z, lb), ub).to(tl.float64)
+    q = p * nblk + blk
+    tl.store(out_f + 2 * q, tl.sum(tl.where(in0, zc, 0.0), axis=0))
+    tl.store(out_f + 2 * q + 1, tl.sum(tl.where(in1, zc, 0.0), axis=0))
+    tl.store(out_i + q, tl.sum(in1.to(tl.int32), axis=0))
+    tl.store(out_m + 4 * q, tl.min(tl.where(in0, z, big), axis=0))
+    tl.store(out_m + 4 * q + 1, tl.max(tl.where(in0, z, -big), axis=0))
+    tl.store(out_m + 4 * q + 2, tl.min(tl.where(in1, z, big), axis=0))
+    tl.store(out_m + 4 * q + 3, tl.max(tl.where(in1, z, -big), axis=0))
+
+@triton.jit
+def evaluate(z_ptr, g_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, z_ps, g_ps,
+              K: tl.constexpr, BLOCK: tl.constexpr):
+    blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
+    lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
+    offs, m, z, a, r, hi, lo = _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK)
+    e_in = (z - hi) * r
+    e_out = (z - lo) * r
+    ks = tl.arange(0, K)
+    nu = tl.load(nu_ptr + p * K + ks)[:, None]                       # (K, 1)
+    y = tl.minimum(tl.maximum(z[None, :] - nu * a[None, :], lb), ub)
+    phi = tl.sum((a[None, :] * y).to(tl.float64), axis=1)
+    mm = m[None, :]
+    lt = tl.sum((mm & (e_in[None, :] < nu)).to(tl.int32) + (mm & (e_out[None, :] < nu)).to(tl.int32), axis=1)
+    le = tl.sum((mm & (e_in[None, :] <= nu)).to(tl.int32) + (mm & (e_out[None, :] <= nu)).to(tl.int32), axis=1)
+    q = (p * nblk + blk) * K + ks
+    tl.store(phi_ptr + q, phi)
+    tl.store(cnt_ptr + 2 * q, lt)
+    tl.store(cnt_ptr + 2 * q + 1, le)
+
+@triton.jit
+def gather(z_ptr, g_ptr, tab_ptr, lr_ptr, sums_ptr, count_ptr, buf_ptr, b, z_ps, g_ps, cap,
+            BLOCK: tl.constexpr):
+    blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
+    offs, m, z, a, r, hi, lo = _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK)
+    e_in = (z - hi) * r
+    e_out = (z - lo) * r
+    L = tl.load(lr_ptr + 2 * p)
+    R = tl.load(lr_ptr + 2 * p + 1)
+    inside = m & (((e_in > L) & (e_in < R)) | ((e_out > L) & (e_out < R)))
+    at_hi = ~inside & (e_in >= R)
+    at_lo = ~inside & ~at_hi & (e_out <= L)
+    free = ~inside & ~at_hi & ~at_lo
+    a64 = a.to(tl.float64)
+    c = tl.where(at_hi, a64 * hi.to(tl.float64), 0.0) + tl.where(at_lo, a64 * lo.to(tl.float64), 0.0)
+    c += tl.where(free, a64 * z.to(tl.float64), 0.0)
+    q = p * nblk + blk
+    tl.store(sums_ptr + 2 * q, tl.sum(c, axis=0))
+    tl.store(sums_ptr + 2 * q + 1, tl.sum(tl.where(free, a64 * a64, 0.0), axis=0))
+    flag = inside.to(tl.int32)
+    n = tl.sum(flag, axis=0)
+    start = tl.atomic_add(count_ptr + p, n)
+    pos = start + tl.cumsum(flag, axis=0) - 1
+    tl.store(buf_ptr + p * cap + pos, offs, mask=inside & (pos < cap))
+
+@triton.jit
+def output(z_ptr, g_ptr, c_ptr, tab_ptr, nu_ptr, y_ptr, b, z_ps, g_ps, BLOCK: tl.constexpr):
+    blk, p = tl.program_id(0), tl.program_id(1)
+    lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
+    offs, m, z, a, r, hi, lo = _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK)
+    nu = tl.load(nu_ptr + p)
+    y = tl.minimum(tl.maximum(z - nu * a, lb), ub)
+    tl.store(y_ptr + p * b + offs, y, mask=m)
