@@ -38,6 +38,7 @@ import functools
 
 import torch
 
+from layers._problem import _aux_tensor, _split_groups, as_z, build_problem, check_bounds, resolve_device, scalar_or_batch
 from layers._rows import RowProject, _bracket_sorted, _Breakpoints
 
 K = 16              # points per evaluation pass
@@ -95,12 +96,14 @@ def _initial_bracket(tab: torch.Tensor, zext: torch.Tensor):
     return L0, R0
 
 
-def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, capacity: int = CAPACITY):
+def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, capacity: int | None = None):
     """nu (P,), active (P,), up (P,) and the per-problem table of the dp layer with one attribute.
 
-    z: (P, b) contiguous float32/float64; g: (G, b) labels (G in {1, P}; nonzero = group 1); eps: (P,).
+    z: (P, b) contiguous float32/float64; g: (G, b) labels (G in {1, P}; nonzero = group 1); eps: (P,);
+    capacity: at most this many breakpoints inside the bracket before the gather (default ``CAPACITY``).
     """
     stats, evaluate, gather, _ = _kernels()
+    capacity = CAPACITY if capacity is None else capacity
     P, b = z.shape
     dt, dev, f64 = z.dtype, z.device, torch.float64
     inf = float("inf")
@@ -173,6 +176,7 @@ def _bracket(z, g, consts, tab, t, active, L0, R0, evaluate, grid, g_ps, capacit
     phi = torch.empty(P, nblk, K, dtype=f64, device=dev)
     cnt = torch.empty(P, nblk, K, 2, dtype=torch.int32, device=dev)
     big = torch.tensor(float("inf"), dtype=f64, device=dev).expand(P, 1)
+    searching = torch.ones(P, dtype=torch.bool, device=dev)
     for _ in range(MAX_PASSES):
         evaluate[grid](z, g, consts, tab, nu, phi, cnt, b, b, g_ps, K=K, BLOCK=BLOCK)
         c = cnt.sum(1, dtype=torch.int64)                              # (P, K, 2): #{e < nu}, #{e <= nu}
@@ -181,13 +185,16 @@ def _bracket(z, g, consts, tab, t, active, L0, R0, evaluate, grid, g_ps, capacit
         lt = torch.cat([cL[:, None], c[:, :, 0], cR[:, None]], 1)
         le = torch.cat([cL[:, None], c[:, :, 1], cR[:, None]], 1)
         j = (vals <= t[:, None]).to(torch.uint8).argmax(1, keepdim=True)     # >= 1: vals[0] = +inf
-        L, R = pts.gather(1, j - 1).squeeze(1), pts.gather(1, j).squeeze(1)
-        cL, cR = le.gather(1, j - 1).squeeze(1), lt.gather(1, j).squeeze(1)
+        L = torch.where(searching, pts.gather(1, j - 1).squeeze(1), L)      # settled rows keep theirs
+        R = torch.where(searching, pts.gather(1, j).squeeze(1), R)
+        cL = torch.where(searching, le.gather(1, j - 1).squeeze(1), cL)
+        cR = torch.where(searching, lt.gather(1, j).squeeze(1), cR)
         more = active & (cR - cL > capacity)
         if not bool(more.any()):                                       # a host sync per pass
             return L, R
         inner = (L.to(f64)[:, None] + (R - L).to(f64)[:, None] * frac).to(dt)
         nu = torch.where(more[:, None], inner, 0.0).contiguous()
+        searching = more
     raise RuntimeError(f"fused dp layer: the bracket did not narrow to {capacity} breakpoints in "
                        f"{MAX_PASSES} passes")
 
@@ -203,3 +210,40 @@ def output(z, g, bounds, nu, tab) -> torch.Tensor:
     out[_grid(P, b)](z, g, consts, tab, nu.to(z.dtype).contiguous(), y, b, b, 0 if g.shape[0] == 1 else b,
                      BLOCK=BLOCK)
     return y
+
+
+def project(z, groups, *, metric: str, eps, bounds, empty: str, device, check: bool) -> torch.Tensor:
+    """``layers.project(..., fused=True)``: same arguments, errors and result (to round-off) as the eager
+    layer, for dp (or dp_pairwise) with one attribute; CUDA only (or Triton's interpreter)."""
+    if metric not in ("dp", "dp_pairwise"):
+        raise ValueError(f"fused=True supports metric 'dp' (and 'dp_pairwise' with one attribute), got {metric!r}")
+    if not available():
+        raise ValueError("fused=True needs triton (it ships with the CUDA builds of torch): pip install triton")
+    if check:               # the eager layer's validation: the same errors, one sync (and a few passes over z)
+        build_problem(z, groups, metric=metric, eps=eps, bounds=bounds, empty=empty, device=device, check=True)
+    zt = as_z(z, resolve_device(device))
+    if zt.device.type != "cuda" and not interpreting():
+        raise ValueError(f"fused=True runs Triton kernels on CUDA; z is on {zt.device} "
+                         "(use fused=False, the default, on the CPU)")
+    bounds = check_bounds(bounds)
+    batch_shape, b = tuple(zt.shape[:-1]), zt.shape[-1]
+    P = zt.numel() // b
+    g, _ = _split_groups(_aux_tensor(groups, "groups", zt, floating=False), zt)
+    if g.shape[2] != 1:
+        raise ValueError(f"fused=True supports one attribute, got {g.shape[2]} (use fused=False)")
+    g = g[..., 0].contiguous()
+    if g.dtype == torch.bool:
+        g = g.view(torch.uint8)
+    eps_t = scalar_or_batch(eps, "eps", zt, batch_shape, P)
+    z2 = zt.reshape(P, b)
+    zc = z2.detach().contiguous()
+    with torch.no_grad():
+        nu, active, up, tab = solve_dp(zc, g, eps_t, bounds)
+    if not (torch.is_grad_enabled() and (z2.requires_grad or eps_t.requires_grad)):
+        return output(zc, g, bounds, nu, tab).reshape(zt.shape)
+    with torch.no_grad():                    # the eager layer's analytic backward on the same solution
+        a = torch.where(g != 0, tab[:, 1:2], tab[:, 0:1]).expand(P, b)
+        side = torch.where(up, 1.0, -1.0).to(zt.dtype)[:, None]
+    y = RowProject.apply(z2, eps_t, a[:, None, :], a, None, nu.to(zt.dtype)[:, None], active[:, None], side,
+                         torch.zeros_like(side), bounds)
+    return y.reshape(zt.shape)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from layers import _coupled
+from layers import _coupled, _fused
 from layers._problem import Problem, build_problem, scalar_or_batch
 from layers._rows import RowProject, clip, coefficients, per_row, row_root, spread
 
@@ -70,7 +70,7 @@ def _separable(prob: Problem, need_grad: bool) -> torch.Tensor:
 
 
 def project(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: str = "raise",
-            device=None, check: bool = True) -> torch.Tensor:
+            device=None, check: bool = True, fused: bool = False) -> torch.Tensor:
     """Exact projection ``g(z) = argmin_{y in C} ||y - z||^2``, batched over the leading dims of z.
 
     z: (..., b) float32/float64 tensor (numpy -> float64), differentiable; groups: 0/1 labels of shape
@@ -80,8 +80,13 @@ def project(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: st
     empty: "raise" | "drop" (rows of empty groups); device: put z there (numpy inputs follow z;
     tensors on another device raise; "cuda" without CUDA raises ValueError); check=False skips the
     value checks that sync with the device (NaN, binary groups, empty groups, eps >= 0, MR
-    feasibility). Returns y of z's shape, dtype and device.
+    feasibility); fused=True: the forward in a few Triton kernels (:mod:`layers._fused`: dp with one
+    attribute, CUDA; for large b, where the eager layer is bandwidth-bound; same backward). Returns y of
+    z's shape, dtype and device.
     """
+    if fused:
+        return _fused.project(z, groups, metric=metric, eps=eps, bounds=bounds, empty=empty, device=device,
+                              check=check)
     prob = build_problem(z, groups, metric=metric, eps=eps, bounds=bounds, targets=targets, empty=empty,
                          device=device, check=check)
     need_grad = _needs_grad(prob.z, prob.eps)

@@ -5,7 +5,7 @@ Profiles: ``ci`` (derandomised, no deadline: reproducible in CI) is selected by 
 
 Backends: a test marked ``cvxpy`` or ``torch`` is skipped when that package is not installed (modules that
 need it at import time skip themselves with pytest.importorskip), a ``cuda`` test when CUDA is not
-available. So every environment (tox.ini) collects the whole suite and reports what it could not run.
+available. Without a GPU, Triton kernels run in Triton's interpreter. So every environment (tox.ini) collects the whole suite and reports what it could not run.
 """
 
 import importlib.util
@@ -31,6 +31,12 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# layers._fused's Triton kernels run in Triton's interpreter (on CPU tensors) where there is no GPU; the
+# switch is read when triton is imported, so it is set here, before any test module imports it.
+if not _cuda_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):

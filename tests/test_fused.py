@@ -1,0 +1,209 @@
+"""layers.project(..., fused=True): the Triton forward of the dp layer (layers/_fused.py).
+
+Runs on CUDA where there is a GPU, else in Triton's interpreter on CPU tensors (tests/conftest.py sets
+TRITON_INTERPRET=1 before triton is imported): the same kernels, the same bracketing and the same exact
+finish, so CI checks the algorithm; speed is measured on a GPU only (bench/bench_layers.py --fused).
+
+Tolerances (as tests/test_layers.py and tests/test_layers_cuda.py): float64 against the reference and the
+eager layer, both exact up to round-off: max |dy| <= 1e-12 (1 + max |z|); float32 against the float64
+reference on the rounded input: (4 b + 4) u32 scale kappa (two b-term sums of size <= 2 scale, one rounding
+each for z - s and the clip; kappa the free-set amplification of the row solve, read off the reference).
+``capacity`` (breakpoints allowed inside the bracket before the gather) is forced down to 1-4 so that small
+instances take several evaluation passes, as b = 1e8 does with the default 2^16.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import layers  # noqa: E402
+import layers._fused as fused  # noqa: E402
+import reference  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_layers import BOUNDS, EPSS, U32, _kappa, _non_kink, make  # noqa: E402
+
+pytestmark = pytest.mark.torch
+DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(inst, dtype=torch.float64, **kw):
+    z = torch.as_tensor(inst["z"], dtype=dtype, device=DEV)
+    g = torch.as_tensor(inst["groups"], device=DEV)
+    return layers.project(z, g, metric=inst["metric"], eps=inst["eps"], bounds=inst["bounds"],
+                          empty=inst["empty"], **kw)
+
+
+def tol64(inst) -> float:
+    return 1e-12 * (1 + np.abs(inst["z"]).max())
+
+
+@pytest.fixture(params=[None, 1, 4], ids=["default-capacity", "capacity-1", "capacity-4"])
+def capacity(request, monkeypatch):
+    if request.param is not None:
+        monkeypatch.setattr(fused, "CAPACITY", request.param)
+    return request.param
+
+
+def test_fused_matches_reference_float64(capacity):
+    for seed in range(24):
+        inst = make(seed, "dp", 1, 5 + 7 * seed, EPSS[seed % 5], BOUNDS[seed % 4], ties=seed % 3 == 0)
+        y = run(inst, fused=True)
+        assert y.device == DEV and y.dtype == torch.float64
+        assert np.abs(y.cpu().numpy() - reference.project(**inst)).max() <= tol64(inst), seed
+
+
+def test_fused_float32_within_derived_tolerance(capacity):
+    for seed in range(24):
+        inst = make(seed, "dp", 1, 8 + 5 * seed, EPSS[seed % 5], BOUNDS[seed % 4])
+        inst["z"] = inst["z"].astype(np.float32).astype(np.float64)
+        y_ref = reference.project(**inst)
+        y = run(inst, dtype=torch.float32, fused=True)
+        assert y.dtype == torch.float32
+        b, scale = inst["z"].size, 1 + np.abs(inst["z"]).max()
+        assert np.abs(y.cpu().double().numpy() - y_ref).max() <= (4 * b + 4) * U32 * scale * _kappa(inst, y_ref)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-groups", "per-problem-groups"])
+def test_fused_batched_matches_eager(shared, capacity):
+    """(2, 3) problems with per-problem eps (one of them inactive) and an empty group (dropped)."""
+    rng = np.random.default_rng(5)
+    b = 300
+    G = rng.integers(0, 2, (b,) if shared else (2, 3, b))
+    if not shared:
+        G[1, 2] = 0                                                    # group 1 empty: row dropped
+    Z = torch.tensor(rng.normal(0.5, 0.4, (2, 3, b)) + 0.3 * G, device=DEV)
+    E = torch.tensor([[0.0, 0.01, 0.05], [0.1, 2.0, 0.02]], dtype=torch.float64, device=DEV)
+    kw = dict(metric="dp", eps=E, bounds=(0.0, 1.0), empty="drop")
+    g = torch.as_tensor(G, device=DEV)
+    y = layers.project(Z, g, fused=True, **kw)
+    assert torch.abs(y - layers.project(Z, g, **kw)).max() <= 1e-12 * (1 + Z.abs().max())
+    assert torch.equal(y[1, 1], Z[1, 1].clamp(0, 1))                   # eps = 2: inside the band
+
+
+def test_fused_without_box_is_the_closed_form():
+    inst = make(3, "dp", 1, 200, 0.05, None)
+    assert np.abs(run(inst, fused=True).cpu().numpy() - reference.project(**inst)).max() <= tol64(inst)
+
+
+def test_fused_many_ties_terminate(monkeypatch):
+    """Half of the coordinates share one value: many breakpoints coincide with a bracket end. The count
+    of breakpoints strictly inside (#{e < R} - #{e <= L}) must not count them (else: no end of passes)."""
+    monkeypatch.setattr(fused, "CAPACITY", 1)
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 2, 400)
+    z = np.where(rng.random(400) < 0.5, 0.75, rng.normal(0.5, 0.3, 400)) + 0.2 * g
+    inst = dict(z=z, groups=g, metric="dp", eps=0.01, bounds=(0.0, 1.0), targets=None, empty="drop")
+    assert np.abs(run(inst, fused=True).cpu().numpy() - reference.project(**inst)).max() <= tol64(inst)
+
+
+def _breakpoints(z, g, b, lb, ub):
+    n1 = g.sum()
+    n0 = b - n1
+    r = np.where(g == 1, -float(n1), float(n0))
+    hi, lo = np.where(g == 1, lb, ub), np.where(g == 1, ub, lb)
+    return np.concatenate([(z - hi) * r, (z - lo) * r]), np.where(g == 1, -1.0 / n1, 1.0 / n0)
+
+
+@pytest.mark.parametrize("cap", [1, 3, 50])
+def test_fused_bracket_invariants(cap):
+    """After the evaluation passes: phi(L) > t >= phi(R) (phi evaluated here in float64) and at most
+    ``capacity`` breakpoints strictly inside (L, R) -- the two facts the exact finish relies on."""
+    rng = np.random.default_rng(cap)
+    b, eps, (lb, ub) = 2000, 0.02, (0.0, 1.0)
+    g = rng.integers(0, 2, b)
+    z = rng.normal(0.5, 0.3, b) + 0.2 * g
+    zt, gt = torch.tensor(z, device=DEV)[None], torch.tensor(g, device=DEV)[None]
+    stats, evaluate, *_ = fused._kernels()
+    n1 = gt.sum(1)
+    tab, valid = fused._table(n1, b, (lb, ub), torch.float64)
+    zext = torch.tensor([[z[g == 0].min(), z[g == 0].max(), z[g == 1].min(), z[g == 1].max()]], device=DEV)
+    e, a = _breakpoints(z, g, b, lb, ub)
+    phi = lambda nu: float(np.sum(a * np.clip(z - nu * a, lb, ub)))
+    assert phi(0.0) < -eps                                     # the instance is active (lower side)
+    t = torch.tensor([-eps], dtype=torch.float64, device=DEV)
+    consts = torch.tensor([lb, ub, float("inf")], dtype=torch.float64, device=DEV)
+    L, R = fused._bracket(zt, gt, consts, tab, t, valid, *fused._initial_bracket(tab, zext), evaluate,
+                          fused._grid(1, b), b, cap)
+    L, R = float(L), float(R)
+    assert phi(L) > -eps >= phi(R)
+    assert np.sum((e > L) & (e < R)) <= cap
+
+
+def test_fused_gradients_match_eager():
+    inst = _non_kink("dp", 1, (-1.0, 1.5), 100)
+    g = torch.as_tensor(inst["groups"], device=DEV)
+    grads = []
+    for f in (False, True):
+        z = torch.tensor(inst["z"], device=DEV, requires_grad=True)
+        e = torch.tensor(inst["eps"], dtype=torch.float64, device=DEV, requires_grad=True)
+        y = layers.project(z, g, metric="dp", eps=e, bounds=inst["bounds"], fused=f)
+        grads.append(torch.autograd.grad(y, (z, e), torch.linspace(-1, 2, y.numel(), device=DEV,
+                                                                    dtype=torch.float64)))
+    for a, b in zip(*grads, strict=True):
+        assert torch.abs(a - b).max() <= 1e-12
+    z = torch.tensor(inst["z"], device=DEV, requires_grad=True)
+    e = torch.tensor(inst["eps"], dtype=torch.float64, device=DEV, requires_grad=True)
+    f = lambda z, e: layers.project(z, g, metric="dp", eps=e, bounds=inst["bounds"], fused=True)
+    assert torch.autograd.gradcheck(f, (z, e), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_fused_errors():
+    inst = make(0, "dp", 1, 20, 0.05, (0.0, 1.0))
+    with pytest.raises(ValueError, match="fused=True supports metric 'dp'"):
+        run(dict(inst, metric="mr"), fused=True)
+    with pytest.raises(ValueError, match="one attribute"):
+        run(make(0, "dp", 2, 20, 0.05, (0.0, 1.0)), fused=True)
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        run(dict(inst, eps=-0.1), fused=True)
+    g = np.zeros(20, dtype=int)
+    with pytest.raises(ValueError, match="empty group"):
+        run(dict(inst, groups=g, empty="raise"), fused=True)
+    z = np.array(inst["z"])
+    z[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        run(dict(inst, z=z), fused=True)
+
+
+def test_fused_refuses_cpu_without_the_interpreter(monkeypatch):
+    monkeypatch.setattr(fused, "interpreting", lambda: False)
+    inst = make(0, "dp", 1, 20, 0.05, (0.0, 1.0))
+    with pytest.raises(ValueError, match="runs Triton kernels on CUDA; z is on cpu"):
+        layers.project(torch.tensor(inst["z"]), torch.tensor(inst["groups"]), metric="dp", eps=0.05,
+                       bounds=(0.0, 1.0), fused=True)
+
+
+# Planted faults: the agreement check above must catch a fused solve that is wrong in either half.
+
+def _worst_error(n_seeds=12) -> float:
+    worst = 0.0
+    for seed in range(n_seeds):
+        inst = make(seed, "dp", 1, 40 + 9 * seed, 0.05, (0.0, 3.5))
+        err = np.abs(run(inst, fused=True).cpu().numpy() - reference.project(**inst)).max()
+        worst = max(worst, err / tol64(inst))
+    return worst
+
+
+def test_planted_fault_dropped_linear_part_is_caught(monkeypatch):
+    """The exact finish forgets the coordinates left out of the gather (C = S = 0)."""
+    restrict = fused._Breakpoints.restrict
+    monkeypatch.setattr(fused._Breakpoints, "restrict",
+                        lambda self, L, R, C, S: restrict(self, L, R, 0 * C, 0 * S))
+    monkeypatch.setattr(fused, "CAPACITY", 4)
+    assert _worst_error() > 1.0
+
+
+def test_planted_fault_box_sides_of_the_negative_group_are_caught(monkeypatch):
+    """Group 1 (a < 0) gets group 0's box sides (hi = ub, lo = lb): wrong breakpoints and states."""
+    table = fused._table
+
+    def swapped(n1, b, bounds, dt):
+        tab, valid = table(n1, b, bounds, dt)
+        return tab[:, [0, 1, 2, 3, 4, 4, 6, 6]].contiguous(), valid
+    monkeypatch.setattr(fused, "_table", swapped)
+    assert _worst_error() > 1.0
