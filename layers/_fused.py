@@ -38,7 +38,15 @@ import functools
 
 import torch
 
-from layers._problem import _aux_tensor, _split_groups, as_z, build_problem, check_bounds, resolve_device, scalar_or_batch
+from layers._problem import (
+    _aux_tensor,
+    _split_groups,
+    as_z,
+    build_problem,
+    check_bounds,
+    resolve_device,
+    scalar_or_batch,
+)
 from layers._rows import RowProject, _bracket_sorted, _Breakpoints
 
 K = 16              # points per evaluation pass
@@ -65,7 +73,7 @@ def interpreting() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    from layers import _fused_kernels as k     # imports triton
+    from layers import _fused_kernels as k  # imports triton
     return k.stats, k.evaluate, k.gather, k.output
 
 
@@ -216,11 +224,13 @@ def project(z, groups, *, metric: str, eps, bounds, empty: str, device, check: b
     """``layers.project(..., fused=True)``: same arguments, errors and result (to round-off) as the eager
     layer, for dp (or dp_pairwise) with one attribute; CUDA only (or Triton's interpreter)."""
     if metric not in ("dp", "dp_pairwise"):
-        raise ValueError(f"fused=True supports metric 'dp' (and 'dp_pairwise' with one attribute), got {metric!r}")
+        raise ValueError(f"fused=True supports metric 'dp' (and 'dp_pairwise' with one attribute), "
+                         f"got {metric!r}")
     if not available():
-        raise ValueError("fused=True needs triton (it ships with the CUDA builds of torch): pip install triton")
-    if check:               # the eager layer's validation: the same errors, one sync (and a few passes over z)
-        build_problem(z, groups, metric=metric, eps=eps, bounds=bounds, empty=empty, device=device, check=True)
+        raise ValueError("fused=True needs triton (the CUDA builds of torch ship it): pip install triton")
+    if check:           # the eager layer's validation: the same errors, one sync (and a few passes over z)
+        build_problem(z, groups, metric=metric, eps=eps, bounds=bounds, empty=empty, device=device,
+                      check=True)
     zt = as_z(z, resolve_device(device))
     if zt.device.type != "cuda" and not interpreting():
         raise ValueError(f"fused=True runs Triton kernels on CUDA; z is on {zt.device} "

@@ -52,8 +52,9 @@ def evaluate(z_ptr, g_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, z_ps, g_
     y = tl.minimum(tl.maximum(z[None, :] - nu * a[None, :], lb), ub)
     phi = tl.sum((a[None, :] * y).to(tl.float64), axis=1)
     mm = m[None, :]
-    lt = tl.sum((mm & (e_in[None, :] < nu)).to(tl.int32) + (mm & (e_out[None, :] < nu)).to(tl.int32), axis=1)
-    le = tl.sum((mm & (e_in[None, :] <= nu)).to(tl.int32) + (mm & (e_out[None, :] <= nu)).to(tl.int32), axis=1)
+    ein, eout = e_in[None, :], e_out[None, :]
+    lt = tl.sum((mm & (ein < nu)).to(tl.int32) + (mm & (eout < nu)).to(tl.int32), axis=1)
+    le = tl.sum((mm & (ein <= nu)).to(tl.int32) + (mm & (eout <= nu)).to(tl.int32), axis=1)
     q = (p * nblk + blk) * K + ks
     tl.store(phi_ptr + q, phi)
     tl.store(cnt_ptr + 2 * q, lt)

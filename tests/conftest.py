@@ -5,7 +5,8 @@ Profiles: ``ci`` (derandomised, no deadline: reproducible in CI) is selected by 
 
 Backends: a test marked ``cvxpy`` or ``torch`` is skipped when that package is not installed (modules that
 need it at import time skip themselves with pytest.importorskip), a ``cuda`` test when CUDA is not
-available. Without a GPU, Triton kernels run in Triton's interpreter. So every environment (tox.ini) collects the whole suite and reports what it could not run.
+available; without a GPU, Triton kernels (layers._fused) run in Triton's interpreter. So every environment
+(tox.ini) collects the whole suite and reports what it could not run.
 """
 
 import importlib.util
