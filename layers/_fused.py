@@ -138,7 +138,7 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
         return torch.where(active, nu, 0.0), active, up, tab
     zext = torch.stack([out_m[:, :, 0].amin(1), out_m[:, :, 1].amax(1), out_m[:, :, 2].amin(1),
                         out_m[:, :, 3].amax(1)], 1)
-    L, R = _bracket(z, g, consts, tab, t, active, *_initial_bracket(tab, zext), evaluate, grid, g_ps,
+    L, R = _bracket(z, g, consts, tab, t, active, up, *_initial_bracket(tab, zext), evaluate, grid, g_ps,
                     capacity)
     # everything off (L, R): one state on the whole bracket, summed; the few inside: gathered
     L, R = torch.where(active, L, 0.0), torch.where(active, R, 0.0)    # inactive: empty bracket
@@ -166,9 +166,10 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     return torch.where(active, nu, 0.0), active, up, tab
 
 
-def _bracket(z, g, consts, tab, t, active, L0, R0, evaluate, grid, g_ps, capacity):
+def _bracket(z, g, consts, tab, t, active, up, L0, R0, evaluate, grid, g_ps, capacity):
     """(L, R) with phi(L) > t >= phi(R) and at most ``capacity`` breakpoints strictly inside: K-point
-    evaluation passes (the first on [L0, R0] inclusive, then K interior points of the bracket)."""
+    evaluation passes (the first on [L0, R0], then around the secant estimate of the root in the bracket).
+    up (P,): phi(0) > t, so the root is >= 0 (else <= 0)."""
     P, b = z.shape
     dt, dev, f64 = z.dtype, z.device, torch.float64
     nblk = grid[0]
@@ -176,11 +177,17 @@ def _bracket(z, g, consts, tab, t, active, L0, R0, evaluate, grid, g_ps, capacit
     L, R = -inf.expand(P), inf.expand(P)
     cL = torch.zeros(P, dtype=torch.int64, device=dev)                # #{e <= L}
     cR = torch.full((P,), 2 * b, dtype=torch.int64, device=dev)      # #{e < R}
-    frac = torch.arange(K, dtype=f64, device=dev) / (K - 1)
-    first = (L0.to(f64)[:, None] + (R0 - L0).to(f64)[:, None] * frac).to(dt)
-    first[:, 0], first[:, -1] = L0, R0
+    # first pass: L0, R0 and K - 1 points evenly on the side of 0 that holds the root (phi(0) > t: nu > 0)
+    zero = torch.zeros_like(L0)
+    lo = torch.where(up, torch.minimum(torch.maximum(L0, zero), R0), L0)
+    hi = torch.where(up, R0, torch.maximum(torch.minimum(R0, zero), L0))
+    frac = torch.arange(K - 1, dtype=f64, device=dev) / (K - 2)
+    even = (lo.to(f64)[:, None] + (hi - lo).to(f64)[:, None] * frac).to(dt)
+    even[:, 0], even[:, -1] = lo, hi
+    first = torch.where(up[:, None], torch.cat([L0[:, None], even], 1), torch.cat([even, R0[:, None]], 1))
     nu = torch.where(active[:, None], first, 0.0).contiguous()
-    frac = torch.arange(1, K + 1, dtype=f64, device=dev) / (K + 1)
+    half = 2.0 ** -torch.arange(2, K + 1, 2, dtype=f64, device=dev)      # 1/4 ... 2^-K
+    spread = torch.cat([-half, half.flip(0)])                         # sorted offsets around the estimate
     phi = torch.empty(P, nblk, K, dtype=f64, device=dev)
     cnt = torch.empty(P, nblk, K, 2, dtype=torch.int32, device=dev)
     big = torch.tensor(float("inf"), dtype=f64, device=dev).expand(P, 1)
@@ -200,8 +207,16 @@ def _bracket(z, g, consts, tab, t, active, L0, R0, evaluate, grid, g_ps, capacit
         more = active & (cR - cL > capacity)
         if not bool(more.any()):                                       # a host sync per pass
             return L, R
-        inner = (L.to(f64)[:, None] + (R - L).to(f64)[:, None] * frac).to(dt)
-        nu = torch.where(more[:, None], inner, 0.0).contiguous()
+        # next points: the secant estimate of the root in (L, R) and K points around it at distances
+        # (R - L) 2^-2 ... 2^-K (clamped to the bracket): a piece of phi that is nearly linear at the scale of
+        # the bracket (dense breakpoints) shrinks the bracket ~2^K-fold, any other ~4-fold or better
+        fL = vals.gather(1, j - 1).squeeze(1)
+        fR = vals.gather(1, j).squeeze(1)
+        L64, R64 = L.to(f64), R.to(f64)
+        w = R64 - L64
+        est = L64 + w * ((fL - t) / (fL - fR)).clamp(0, 1).nan_to_num(0.5)
+        inner = torch.minimum(torch.maximum(est[:, None] + w[:, None] * spread, L64[:, None]), R64[:, None])
+        nu = torch.where(more[:, None], inner.to(dt), 0.0).contiguous()
         searching = more
     raise RuntimeError(f"fused dp layer: the bracket did not narrow to {capacity} breakpoints in "
                        f"{MAX_PASSES} passes")

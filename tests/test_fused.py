@@ -129,7 +129,7 @@ def test_fused_bracket_invariants(cap):
     assert phi(0.0) < -eps                                     # the instance is active (lower side)
     t = torch.tensor([-eps], dtype=torch.float64, device=DEV)
     consts = torch.tensor([lb, ub, float("inf")], dtype=torch.float64, device=DEV)
-    L, R = fused._bracket(zt, gt, consts, tab, t, valid, *fused._initial_bracket(tab, zext), evaluate,
+    L, R = fused._bracket(zt, gt, consts, tab, t, valid, ~valid, *fused._initial_bracket(tab, zext), evaluate,
                           fused._grid(1, b), b, cap)
     L, R = float(L), float(R)
     assert phi(L) > -eps >= phi(R)
