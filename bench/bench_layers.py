@@ -12,6 +12,11 @@ copy of z (the memory-bandwidth floor). Medians of --repeats runs after one warm
 solver settings: max |y - y_exact| and max constraint violation for b in {256, 1024, 4096, 16384}, in
 two regimes (few / many coordinates clipped by the box).
 
+On CUDA from b = 1e5 on, also the fused Triton forward (``layers.project(fused=True)``, :mod:`layers._fused`)
+with and without input validation (``check``), and the eager forward without it, each against the copy
+(``fused_fwd_over_copy``, ``fused_checked_fwd_over_copy``, ``nocheck_fwd_over_copy``); a failure of the
+fused path is recorded (``fused_cuda_<dtype>_error``), not raised.
+
 Beside ours, ``floor_*`` times ``clamp(z, 0, 1)`` forward+backward: one eager op and one autograd pass, a
 lower bound for any torch layer on that device; ``floor_speedup_vs_cvx_once`` is the ratio even that op
 would show against the authors' layer (the 1000x target needs ours within ``budget_1000x_s``).
@@ -26,6 +31,7 @@ Without cvxpy / cvxpylayers installed (e.g. a GPU machine) the authors' columns 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -42,6 +48,7 @@ from reference.constraints import build_constraints
 
 EPS, BOX = 0.05, (0.0, 1.0)
 SIZES = [256, 2000, 16384, 100_000, 1_000_000, 10_000_000, 100_000_000]
+FUSED_MIN_B = 100_000          # CUDA: also time layers.project(fused=True) from this b on
 
 
 def cvx_missing() -> str | None:
@@ -82,10 +89,11 @@ def timer(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def ours_fn(z, g, v, *, backward: bool):
+def ours_fn(z, g, v, *, backward: bool, **kw):
+    """Ours, forward (+ backward of v); kw: ``check=False`` (no input validation), ``fused=True``."""
     def fn():
         zz = z.detach().requires_grad_(backward)
-        y = layers.project(zz, g, metric="dp", eps=EPS, bounds=BOX)
+        y = layers.project(zz, g, metric="dp", eps=EPS, bounds=BOX, **kw)
         if backward:
             y.backward(v)
     return fn
@@ -114,11 +122,11 @@ def graphed_fn(z, g, v):
     return fn
 
 
-def violation(z, g) -> float:
+def violation(z, g, **kw) -> float:
     """max(|mean_0(y) - mean_1(y)| - eps, box excess, 0) of ours at z, in float64: a timing of a wrong
     answer is not a result (float32 groups over 2^24 were once counted as 2^24: violation 0.03 at b = 2e7)."""
     with torch.no_grad():
-        y = layers.project(z, g, metric="dp", eps=EPS, bounds=BOX).double()
+        y = layers.project(z, g, metric="dp", eps=EPS, bounds=BOX, **kw).double()
     in1 = g.bool()
     gap = y[~in1].mean() - y[in1].mean()
     return max(abs(float(gap)) - EPS, float(BOX[0] - y.min()), float(y.max() - BOX[1]), 0.0)
@@ -148,9 +156,23 @@ def bench_sizes(args, out: dict) -> None:
             row[f"ours_{args.device}_{name}_fwd_s"] = timer(ours_fn(z, g, v, backward=False), dev, r)
             row[f"floor_{args.device}_{name}_fwdbwd_s"] = timer(floor_fn(z, v), dev, r)
             row[f"ours_{args.device}_{name}_violation"] = violation(z, g)
+            if dev.type == "cuda" and b >= FUSED_MIN_B:      # the Triton forward (layers._fused)
+                fwd = functools.partial(ours_fn, z, g, v, backward=False)
+                try:
+                    row[f"fused_cuda_{name}_fwd_s"] = timer(fwd(fused=True, check=False), dev, r)
+                    row[f"fused_cuda_{name}_fwd_checked_s"] = timer(fwd(fused=True), dev, r)
+                    row[f"fused_cuda_{name}_violation"] = violation(z, g, fused=True)
+                    row[f"ours_cuda_{name}_fwd_nocheck_s"] = timer(fwd(check=False), dev, r)
+                except Exception as e:                      # recorded, not hidden: the rest still runs
+                    row[f"fused_cuda_{name}_error"] = repr(e)[:500]
             if dev.type == "cuda" and dtype == torch.float32:
                 row["copy_f32_s"] = timer(lambda z=z: z.clone(), dev, r)
                 row["fwd_over_copy"] = row[f"ours_{args.device}_{name}_fwd_s"] / row["copy_f32_s"]
+                for key, col in (("fused_fwd_over_copy", "fused_cuda_f32_fwd_s"),
+                                 ("fused_checked_fwd_over_copy", "fused_cuda_f32_fwd_checked_s"),
+                                 ("nocheck_fwd_over_copy", "ours_cuda_f32_fwd_nocheck_s")):
+                    if col in row:
+                        row[key] = row[col] / row["copy_f32_s"]
             del z, g, v
         if dev.type == "cuda" and b <= 10_000_000:                   # CPU column beside the CUDA one
             z, g, v = (torch.tensor(x) for x in (z0, g0, v0))

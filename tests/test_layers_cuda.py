@@ -171,3 +171,24 @@ def test_mismatched_devices_raise():
     with pytest.raises(ValueError, match="device mismatch"):
         layers.project(torch.zeros(4, dtype=torch.float64, device=CUDA), torch.tensor([0, 1, 0, 1]),
                        metric="dp", eps=0.1)
+
+
+@pytest.mark.parametrize("shape,per_problem", [((3_000_000,), False), ((3, 400_000), True)])
+def test_cuda_fused_large_b_matches_eager(shape, per_problem):
+    """layers.project(fused=True) (Triton kernels, compiled: not the interpreter that CI runs) against the
+    eager CUDA layer at sizes that take several evaluation passes and a real gather. float64: both exact,
+    1e-12 (1 + max|z|); float32: against the eager float64 layer on the rounded input, 12 u32 scale (the
+    fused path's b-independent bound, derived in tests/test_fused.py)."""
+    rng = np.random.default_rng(1)
+    G = rng.integers(0, 2, shape if per_problem else shape[-1:])
+    Z = rng.normal(0.5, 0.5, shape) + 0.3 * G
+    g = torch.tensor(G, device=CUDA)
+    kw = dict(metric="dp", eps=0.02, bounds=(0.0, 1.0), check=False)
+    z64 = torch.tensor(Z, device=CUDA)
+    y_eager = layers.project(z64, g, **kw)
+    assert torch.abs(layers.project(z64, g, fused=True, **kw) - y_eager).max() <= 1e-12 * (1 + np.abs(Z).max())
+    z32 = z64.float()
+    y_ref = layers.project(z32.double(), g, **kw)
+    y32 = layers.project(z32, g, fused=True, **kw)
+    assert y32.dtype == torch.float32
+    assert torch.abs(y32.double() - y_ref).max() <= 12 * U32 * (1 + np.abs(Z).max())
