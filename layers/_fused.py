@@ -138,8 +138,11 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
         return torch.where(active, nu, 0.0), active, up, tab
     zext = torch.stack([out_m[:, :, 0].amin(1), out_m[:, :, 1].amax(1), out_m[:, :, 2].amin(1),
                         out_m[:, :, 3].amax(1)], 1)
-    L, R = _bracket(z, g, consts, tab, t, active, up, *_initial_bracket(tab, zext), evaluate, grid, g_ps,
-                    capacity)
+    finite = torch.isfinite(zext)
+    zmax = torch.where(finite, zext.abs().to(f64), 0.0).amax(1)
+    scale = (zmax, torch.maximum(a0.abs(), a1.abs()), torch.full_like(zmax, max(abs(lb), abs(ub))))
+    L0, R0 = _initial_bracket(tab, zext)
+    L, R = _bracket(z, g, consts, tab, t, active, up, scale, L0, R0, evaluate, grid, g_ps, capacity)
     # everything off (L, R): one state on the whole bracket, summed; the few inside: gathered
     L, R = torch.where(active, L, 0.0), torch.where(active, R, 0.0)    # inactive: empty bracket
     part = torch.empty(P, nblk, 2, dtype=f64, device=dev)
@@ -163,13 +166,41 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     bp.restrict(L.to(f64), R.to(f64), C, S)
     lo, hi = _bracket_sorted(bp, t)
     nu = bp.solve(t, lo, hi)
+    _check_bracket(zU, aU, bounds, C, S, L.to(f64), R.to(f64), t, active, scale)
     return torch.where(active, nu, 0.0), active, up, tab
 
 
-def _bracket(z, g, consts, tab, t, active, up, L0, R0, evaluate, grid, g_ps, capacity):
+def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
+    """Raise unless phi(L) >= t >= phi(R) in fresh float64 sums (phi = C - S nu + a_U^T clip(z_U - nu a_U) on
+    [L, R]), up to float64 round-off (1024 u64 (zmax + ymax + 1)): a bracket that lost the root would give
+    a wrong nu silently (the final clamp to [L, R]); the certified selection makes it a defect."""
+    def phi(nu):
+        nu = torch.where(torch.isfinite(nu), nu, 0.0)
+        return C - S * nu + (aU * (zU - nu[:, None] * aU).clamp(*bounds)).sum(1)
+    tol = 1024 * (torch.finfo(torch.float64).eps / 2) * (scale[0] + scale[2] + 1)
+    ok = (~torch.isfinite(L) | (phi(L) >= t - tol)) & (~torch.isfinite(R) | (phi(R) <= t + tol))
+    if not bool((ok | ~active).all()):                                # a host sync
+        raise RuntimeError("fused dp layer: the bracket does not hold the root (phi(L) < t or phi(R) > t "
+                           "in fresh float64 sums): a defect of the evaluation pass or its error bound")
+
+
+def _eval_error(nu: torch.Tensor, scale, dt) -> torch.Tensor:
+    """Bound on |phi~(nu) - phi(nu)|, the ``_evaluate`` kernel's value against the exact one, (P, n).
+
+    Per coordinate the kernel rounds nu a, z - nu a and a y in z's dtype (unit round-off u; the clip is
+    exact): |a| u (|z| + 2 |nu a| + |y|) to first order; summed with sum |a| = 2 (dp): 2 u (zmax + 2 |nu| amax
+    + ymax); the float64 sums add <= (log2 b + 2) u64 sum |a y| <= 64 u64 2 ymax. Doubled. scale = (zmax,
+    amax, ymax), each (P,)."""
+    zmax, amax, ymax = (x[:, None] for x in scale)
+    u = torch.finfo(dt).eps / 2
+    fin = torch.where(torch.isfinite(nu), nu.abs().to(torch.float64), 0.0)
+    return 4 * u * (zmax + 2 * fin * amax + ymax) + 256 * (torch.finfo(torch.float64).eps / 2) * (zmax + ymax)
+
+
+def _bracket(z, g, consts, tab, t, active, up, scale, L0, R0, evaluate, grid, g_ps, capacity):
     """(L, R) with phi(L) > t >= phi(R) and at most ``capacity`` breakpoints strictly inside: K-point
     evaluation passes (the first on [L0, R0], then around the secant estimate of the root in the bracket).
-    up (P,): phi(0) > t, so the root is >= 0 (else <= 0)."""
+    up (P,): phi(0) > t, so the root is >= 0 (else <= 0); scale: see :func:`_eval_error`."""
     P, b = z.shape
     dt, dev, f64 = z.dtype, z.device, torch.float64
     nblk = grid[0]
@@ -192,6 +223,7 @@ def _bracket(z, g, consts, tab, t, active, up, L0, R0, evaluate, grid, g_ps, cap
     cnt = torch.empty(P, nblk, K, 2, dtype=torch.int32, device=dev)
     big = torch.tensor(float("inf"), dtype=f64, device=dev).expand(P, 1)
     searching = torch.ones(P, dtype=torch.bool, device=dev)
+    idx = torch.arange(K + 2, device=dev)
     for _ in range(MAX_PASSES):
         evaluate[grid](z, g, consts, tab, nu, phi, cnt, b, b, g_ps, K=K, BLOCK=BLOCK)
         c = cnt.sum(1, dtype=torch.int64)                              # (P, K, 2): #{e < nu}, #{e <= nu}
@@ -199,19 +231,23 @@ def _bracket(z, g, consts, tab, t, active, up, L0, R0, evaluate, grid, g_ps, cap
         vals = torch.cat([big, phi.sum(1), -big], 1)
         lt = torch.cat([cL[:, None], c[:, :, 0], cR[:, None]], 1)
         le = torch.cat([cL[:, None], c[:, :, 1], cR[:, None]], 1)
-        j = (vals <= t[:, None]).to(torch.uint8).argmax(1, keepdim=True)     # >= 1: vals[0] = +inf
-        L = torch.where(searching, pts.gather(1, j - 1).squeeze(1), L)      # settled rows keep theirs
-        R = torch.where(searching, pts.gather(1, j).squeeze(1), R)
-        cL = torch.where(searching, le.gather(1, j - 1).squeeze(1), cL)
-        cR = torch.where(searching, lt.gather(1, j).squeeze(1), cR)
+        # certified: phi(L) > t >= phi(R) for the exact phi despite the evaluation's round-off
+        err = _eval_error(pts, scale, dt)
+        jR = (vals + err <= t[:, None]).to(torch.uint8).argmax(1, keepdim=True)    # vals[-1] = -inf
+        above = (vals - err > t[:, None]) & (idx < jR)                             # vals[0] = +inf
+        jL = torch.where(above, idx, 0).amax(1, keepdim=True)
+        L = torch.where(searching, pts.gather(1, jL).squeeze(1), L)         # settled rows keep theirs
+        R = torch.where(searching, pts.gather(1, jR).squeeze(1), R)
+        cL = torch.where(searching, le.gather(1, jL).squeeze(1), cL)
+        cR = torch.where(searching, lt.gather(1, jR).squeeze(1), cR)
         more = active & (cR - cL > capacity)
         if not bool(more.any()):                                       # a host sync per pass
             return L, R
         # next points: the secant estimate of the root in (L, R) and K points around it at distances
         # (R - L) 2^-2 ... 2^-K (clamped to the bracket): a piece of phi that is nearly linear at the scale of
         # the bracket (dense breakpoints) shrinks the bracket ~2^K-fold, any other ~4-fold or better
-        fL = vals.gather(1, j - 1).squeeze(1)
-        fR = vals.gather(1, j).squeeze(1)
+        fL = vals.gather(1, jL).squeeze(1)
+        fR = vals.gather(1, jR).squeeze(1)
         L64, R64 = L.to(f64), R.to(f64)
         w = R64 - L64
         est = L64 + w * ((fL - t) / (fL - fR)).clamp(0, 1).nan_to_num(0.5)

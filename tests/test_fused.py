@@ -132,8 +132,11 @@ def test_fused_bracket_invariants(cap):
     assert phi(0.0) < -eps                                     # the instance is active (lower side)
     t = torch.tensor([-eps], dtype=torch.float64, device=DEV)
     consts = torch.tensor([lb, ub, float("inf")], dtype=torch.float64, device=DEV)
-    L, R = fused._bracket(zt, gt, consts, tab, t, valid, ~valid, *fused._initial_bracket(tab, zext), evaluate,
-                          fused._grid(1, b), b, cap)
+    one = torch.ones(1, dtype=torch.float64, device=DEV)
+    scale = (np.abs(z).max() * one, tab[:, 0].abs().maximum(tab[:, 1].abs()), 1.0 * one)
+    L0, R0 = fused._initial_bracket(tab, zext)
+    grid = fused._grid(1, b)
+    L, R = fused._bracket(zt, gt, consts, tab, t, valid, ~valid, scale, L0, R0, evaluate, grid, b, cap)
     L, R = float(L), float(R)
     assert phi(L) > -eps >= phi(R)
     assert np.sum((e > L) & (e < R)) <= cap
@@ -185,10 +188,16 @@ def test_fused_refuses_cpu_without_the_interpreter(monkeypatch):
 # Planted faults: the agreement check above must catch a fused solve that is wrong in either half.
 
 def _worst_error(n_seeds=12) -> float:
+    """Largest error over the tolerance on a few instances; inf when the fused solve raises (its own
+    fresh-sum check of the bracket caught the fault first)."""
     worst = 0.0
     for seed in range(n_seeds):
         inst = make(seed, "dp", 1, 40 + 9 * seed, 0.05, (0.0, 3.5))
-        err = np.abs(run(inst, fused=True).cpu().numpy() - reference.project(**inst)).max()
+        try:
+            y = run(inst, fused=True)
+        except RuntimeError:
+            return float("inf")
+        err = np.abs(y.cpu().numpy() - reference.project(**inst)).max()
         worst = max(worst, err / tol64(inst))
     return worst
 
@@ -211,3 +220,17 @@ def test_planted_fault_box_sides_of_the_negative_group_are_caught(monkeypatch):
         return tab[:, [0, 1, 2, 3, 4, 4, 6, 6]].contiguous(), valid
     monkeypatch.setattr(fused, "_table", swapped)
     assert _worst_error() > 1.0
+
+
+def test_planted_fault_lost_root_raises(monkeypatch):
+    """A bracket that misses the root (shifted right by its width) is caught by the fresh-sum check of the
+    exact finish, not clamped into a wrong answer."""
+    bracket = fused._bracket
+
+    def shifted(*args):
+        L, R = bracket(*args)
+        return R, R + (R - L)
+    monkeypatch.setattr(fused, "_bracket", shifted)
+    inst = make(2, "dp", 1, 300, 0.05, (0.0, 3.5))
+    with pytest.raises(RuntimeError, match="does not hold the root"):
+        run(inst, fused=True)
