@@ -7,7 +7,7 @@
 # Needs python3 with torch (CUDA build), numpy, scipy, pytest, hypothesis; cvxpy/cvxpylayers are optional
 # (the authors' layer is skipped without them). Writes everything under $OUT (default ./bench/out):
 #   env.txt, summary.txt (one line per part: rc, seconds), <part>.log, pytest_cuda.xml,
-#   bench_layers_cuda.json, bench_online_cuda.json.
+#   bench_layers_cuda.json, bench_fused_cuda.json, bench_online_cuda.json.
 # Each part has its own timeout (a hang costs that part only); rc 124 in summary.txt = timed out.
 # Run from the repository root. PYTHON overrides the interpreter (default python3).
 set -u
@@ -39,6 +39,7 @@ part() {   # part NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc an
     "$PY" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda,
 'available', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
     "$PY" -c "import cvxpylayers" 2>&1 | tail -n 1
+    "$PY" -c "import triton; print('triton', triton.__version__)" 2>&1 | tail -n 1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
@@ -51,6 +52,8 @@ elif [ "$SMOKE" = 1 ]; then
         --cvx-repeats 1 --cvx-max 256 --no-batched --threads 1 --json "$OUT/bench_layers_smoke.json"
     part bench_online 120 "$PY" -m bench.bench_online --device cpu --seeds 4 --steps 20 --T 1000 \
         --parts eager graph reference --json "$OUT/bench_online_smoke.json"
+    part bench_fused 120 "$PY" -m bench.bench_fused --device cpu --b 20000 --K 8 --repeats 1 \
+        --json "$OUT/bench_fused_smoke.json"
 else
     # (1) every CUDA-marked test of the suite, tests/test_layers_cuda.py included (~1-2 min expected)
     part tests_cuda 170 "$PY" -m pytest -q -rs --durations=15 -m cuda tests --continue-on-collection-errors \
@@ -60,6 +63,10 @@ else
     part bench_layers 180 "$PY" -m bench.bench_layers --device cuda \
         --sizes 256 2000 16384 1e5 1e6 1e7 1e8 --repeats 20 --cvx-repeats 3 --cvx-max 2000 \
         --json "$OUT/bench_layers_cuda.json"
+    # (2b) the fused Triton forward at b = 1e8 float32, kernel by kernel, K = 8, 16, 32 (compiles ~3 x 4
+    #      kernels; ~1 min expected)
+    part bench_fused 100 "$PY" -m bench.bench_fused --device cuda --b 1e8 --K 8 16 32 --repeats 5 \
+        --json "$OUT/bench_fused_cuda.json"
     # (3) Algorithm 1, 1024 streams on CUDA (eager and CUDA-graph parts; the cvxpylayers part skips itself
     #     without cvxpy), extrapolated to T = 1e5
     part bench_online 110 "$PY" -m bench.bench_online --device cuda --seeds 1024 --steps 1000 --T 100000 \
