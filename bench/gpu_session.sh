@@ -58,6 +58,8 @@ else
     # (1) every CUDA-marked test of the suite, tests/test_layers_cuda.py included (~1-2 min expected)
     part tests_cuda 170 "$PY" -m pytest -q -rs --durations=15 -m cuda tests --continue-on-collection-errors \
         --junitxml "$OUT/pytest_cuda.xml"
+    # (1b) the fused Triton forward's own tests, on CUDA (compiled kernels; CI runs them interpreted)
+    part tests_fused 90 "$PY" -m pytest -q -rs tests/test_fused.py --junitxml "$OUT/pytest_fused.xml"
     # (2) layers on CUDA: b up to 1e8 (f32 forward / one d2d copy of z: fwd_over_copy), 4096 x 256 fwd+bwd;
     #     the authors' layer only where cvxpylayers is installed (b <= 2000 to keep the budget)
     part bench_layers 180 "$PY" -m bench.bench_layers --device cuda \
