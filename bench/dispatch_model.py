@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import sys
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 import layers
 import layers.projection as projection
-from verify.dispatch import recorder
+from verify.dispatch import _span, recorder
 
 PHASES = {"build_problem": "build", "row_root": "search"}     # functions of layers.projection
 
@@ -78,11 +81,67 @@ def model(b: int, P: int = 1, backward: bool = False, seed: int = 0) -> dict:
             "sync_or_host_data": d.bad}
 
 
+class _Launch:
+    """A Triton kernel whose launches are recorded on ``rec`` as one kernel each, moving the bytes of its
+    tensor arguments (read or written once: z, the labels, the outputs; an upper bound), run with the
+    recorder switched off (the interpreter's own torch calls are not the kernel's traffic)."""
+
+    def __init__(self, kernel, name, rec):
+        self.kernel, self.name, self.rec = kernel, name, rec
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            out = self.rec.out
+            out.kernels.append(f"triton.{self.name}")
+            out.bytes.append(sum(_span(x) for x in args))
+            out.phases.append("fused")
+            with _disable_current_modes():
+                return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+def fused_model(b: int, capacity: int | None, seed: int = 0) -> dict:
+    """Kernels and traffic of ``layers.project(fused=True, check=False)``, forward, float32, int64 labels:
+    the Triton launches (counted by :class:`_Launch`) and the aten ops around them (small tensors)."""
+    import layers._fused as fused
+
+    rng = np.random.default_rng(seed)
+    g = torch.tensor(rng.integers(0, 2, b))
+    z = torch.tensor(rng.normal(0.5, 0.3, b) + 0.2 * g.numpy(), dtype=torch.float32)
+    kernels = fused._kernels()
+    saved = fused._kernels, fused.CAPACITY
+    if capacity is not None:
+        fused.CAPACITY = capacity
+    rec = recorder()
+    rec.phase = "rest"
+    fused._kernels = lambda: tuple(_Launch(k, n, rec) for k, n in
+                                   zip(kernels, ("stats", "evaluate", "gather", "output"), strict=True))
+    try:
+        with rec:
+            layers.project(z, g, metric="dp", eps=0.05, bounds=(0.0, 1.0), fused=True, check=False)
+    finally:
+        fused._kernels, fused.CAPACITY = saved
+    d = rec.out
+    copy = 8 * b
+    launches = [k for k in d.kernels if k.startswith("triton.")]
+    fused_bytes = sum(n for k, n in zip(d.kernels, d.bytes, strict=True) if k.startswith("triton."))
+    return {"b": b, "capacity": capacity or fused.CAPACITY, "launches": launches,
+            "triton_copies": fused_bytes / copy, "aten_kernels": len(d.kernels) - len(launches),
+            "aten_copies": (d.total_bytes - fused_bytes) / copy, "copies": d.total_bytes / copy,
+            "host_reads": d.bad}
+
+
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=float, nargs="*", default=[2000, 1e6, 1e7])
     p.add_argument("--batched", default="4096x256", help="PxB batched case ('' to skip)")
+    p.add_argument("--fused", action="store_true",
+                   help="model layers.project(fused=True) instead (Triton's interpreter without a GPU: slow, "
+                        "b <= ~1e6); --capacity N scales the gather capacity to mimic a larger b's passes")
+    p.add_argument("--capacity", type=int, default=None)
     args = p.parse_args(argv)
+    if args.fused:
+        return _main_fused(args)
     cases = []
     if args.batched:
         P, b = (int(x) for x in args.batched.split("x"))
@@ -101,5 +160,21 @@ def main(argv=None) -> list:
     return rows
 
 
+def _main_fused(args) -> list:
+    print("| call | Triton launches | their traffic (copies of z) | aten kernels | their traffic | total |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for b in args.sizes:
+        r = fused_model(int(b), args.capacity)
+        rows.append(r)
+        names = ", ".join(k.removeprefix("triton.") for k in r["launches"])
+        print(f"| b = {b:g} (capacity {r['capacity']}), forward | {len(r['launches'])} ({names}) | "
+              f"{r['triton_copies']:.2f}x | {r['aten_kernels']} | {r['aten_copies']:.3f}x | "
+              f"{r['copies']:.2f}x | host reads: {r['host_reads']}", flush=True)
+    return rows
+
+
 if __name__ == "__main__":
+    if "--fused" in sys.argv and not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")      # before triton is imported
     main()

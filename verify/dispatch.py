@@ -6,8 +6,8 @@ could not capture. Runs on the CPU, so the CPU-only CI checks the hot paths' str
   without a fill (``empty``) and ``scalar_tensor`` (the host-side wrapping of a Python number, e.g.
   ``torch.where(c, x, 0.0)``) left out;
 * ``bytes``: per kernel, the bytes of its tensor arguments and results (a broadcast dimension, stride 0,
-  counted once): a model of the device-memory traffic, exact for elementwise kernels, a lower bound for
-  sorts and scatters;
+  counted once; a gather: its index and result, and as many source elements as results): a model of the
+  device-memory traffic, exact for elementwise kernels and gathers, a lower bound for sorts and scatters;
 * ``bad``: the ops that read a device value on the host (item / bool / nonzero / tolist: a sync on CUDA),
   build a tensor from host data (torch.tensor: a host->device copy) or move a tensor to another device;
 * ``phases``: per kernel, the recorder's ``phase`` label when it ran (set by a caller that wants a split).
@@ -68,8 +68,12 @@ class _Recorder(TorchDispatchMode):
             self.out.bad.append(name)
         if name not in NOT_KERNELS:
             self.out.kernels.append(name)
-            self.out.bytes.append(sum(_span(x) for x in tree_flatten((args, kwargs))[0])
-                                  + sum(_span(x) for x in tree_flatten(result)[0]))
+            if name == "aten.gather":           # reads index-many source elements, not the whole source
+                nbytes = _span(args[2]) + 2 * _span(result)
+            else:
+                nbytes = sum(_span(x) for x in tree_flatten((args, kwargs))[0]) + sum(
+                    _span(x) for x in tree_flatten(result)[0])
+            self.out.bytes.append(nbytes)
             self.out.phases.append(self.phase)
         return result
 
