@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from layers._problem import (
@@ -81,93 +82,132 @@ def _grid(P: int, b: int) -> tuple[int, int]:
     return (-(-b // BLOCK), P)
 
 
-def _table(n1: torch.Tensor, b: int, bounds, dt) -> torch.Tensor:
-    """(P, 8) per-problem constants of the kernels: (a0, a1, r0, r1, hi0, hi1, lo0, lo1), as the eager
-    layer computes them (counts in z's dtype, a = +-1/n); an empty group gives a = r = 0 (row dropped)."""
-    n0, n1 = (b - n1).to(dt), n1.to(dt)
+def _np(dt: torch.dtype):
+    return np.float32 if dt == torch.float32 else np.float64
+
+
+def _table(n1: np.ndarray, b: int, bounds, nd) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 8) per-problem constants of the kernels, (a0, a1, r0, r1, hi0, hi1, lo0, lo1), in z's dtype ``nd``
+    as the eager layer rounds them (a = +-1/n of the counts in that dtype; r = 1/a = +-n); and valid (P,).
+    An empty group gives a = r = 0 (row dropped)."""
+    n0, n1 = (b - n1).astype(nd), n1.astype(nd)
     valid = (n0 > 0) & (n1 > 0)
-    zero = torch.zeros_like(n0)
-    a0 = torch.where(valid, 1.0 / n0.clamp_min(1), zero)
-    a1 = torch.where(valid, -1.0 / n1.clamp_min(1), zero)
-    r0, r1 = torch.where(valid, n0, zero), torch.where(valid, -n1, zero)
+    one = nd(1)
+    a0 = np.where(valid, one / np.maximum(n0, one), 0).astype(nd)
+    a1 = np.where(valid, -one / np.maximum(n1, one), 0).astype(nd)
+    r0, r1 = np.where(valid, n0, 0).astype(nd), np.where(valid, -n1, 0).astype(nd)
     lb, ub = bounds
-    hl = [torch.full_like(n0, v) for v in (ub, lb, lb, ub)]      # group 0 has a > 0: hi = ub, lo = lb
-    return torch.stack([a0, a1, r0, r1, *hl], 1).contiguous(), valid
+    sides = [np.full_like(n0, v) for v in (ub, lb, lb, ub)]          # group 0 has a > 0: hi = ub, lo = lb
+    return np.stack([a0, a1, r0, r1, *sides], 1), valid
 
 
-def _initial_bracket(tab: torch.Tensor, zext: torch.Tensor):
+def _initial_bracket(tab: np.ndarray, zext: np.ndarray):
     """Smallest entering and largest leaving breakpoint, from each group's extreme z (the breakpoints are
     monotone in z, computed with the kernels' operations): zext (P, 4) = (min0, max0, min1, max1)."""
-    r0, r1, hi0, hi1, lo0, lo1 = tab[:, 2:].unbind(1)
-    L0 = torch.minimum((zext[:, 0] - hi0) * r0, (zext[:, 3] - hi1) * r1)
-    R0 = torch.maximum((zext[:, 1] - lo0) * r0, (zext[:, 2] - lo1) * r1)
+    r0, r1, hi0, hi1, lo0, lo1 = tab[:, 2:].T
+    with np.errstate(invalid="ignore"):          # an empty group (inf * 0): its problem is inactive
+        L0 = np.minimum((zext[:, 0] - hi0) * r0, (zext[:, 3] - hi1) * r1)
+        R0 = np.maximum((zext[:, 1] - lo0) * r0, (zext[:, 2] - lo1) * r1)
     return L0, R0
 
 
+def _eval_error(nu: np.ndarray, scale, nd) -> np.ndarray:
+    """Bound on |phi~(nu) - phi(nu)|, the ``evaluate`` kernel's value against the exact one, (P, n).
+
+    Per coordinate the kernel rounds nu a, z - nu a and a y in z's dtype (unit round-off u; the clip is
+    exact): |a| u (|z| + 2 |nu a| + |y|) to first order; summed with sum |a| = 2 (dp): 2 u (zmax + 2 |nu| amax
+    + ymax); the float64 sums add <= (log2 b + 2) u64 sum |a y| <= 64 u64 2 ymax. Doubled. scale = (zmax,
+    amax, ymax), each (P,)."""
+    zmax, amax, ymax = (x[:, None] for x in scale)
+    u, u64 = np.finfo(nd).eps / 2, np.finfo(np.float64).eps / 2
+    fin = np.where(np.isfinite(nu), np.abs(nu.astype(np.float64)), 0.0)
+    return 4 * u * (zmax + 2 * fin * amax + ymax) + 256 * u64 * (zmax + ymax)
+
+
 def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, capacity: int | None = None):
-    """nu (P,), active (P,), up (P,) and the per-problem table of the dp layer with one attribute.
+    """The multipliers of P dp problems with one attribute: (nu (P,) float64 numpy, active (P,), up (P,),
+    tab (P, 8) on z's device, lab (G, b) uint8 labels on z's device).
 
     z: (P, b) contiguous float32/float64; g: (G, b) labels (G in {1, P}; nonzero = group 1); eps: (P,);
     capacity: at most this many breakpoints inside the bracket before the gather (default ``CAPACITY``).
+    The kernels run on z's device; the small decisions between them run on the host (numpy and torch on
+    the CPU: a few dozen operations on (P, K) arrays and on the gathered few), one transfer each way per pass.
     """
-    stats, evaluate, gather, _ = _kernels()
+    stats, _, gather, _ = _kernels()
     capacity = CAPACITY if capacity is None else capacity
     P, b = z.shape
     dt, dev, f64 = z.dtype, z.device, torch.float64
+    nd = _np(dt)
     inf = float("inf")
     lb, ub = bounds if bounds is not None else (-inf, inf)
     consts = torch.tensor([lb, ub, inf], dtype=dt, device=dev)
-    grid, g_ps = _grid(P, b), (0 if g.shape[0] == 1 else b)
+    grid = _grid(P, b)
     nblk = grid[0]
+    lab_ps = 0 if g.shape[0] == 1 else b
+    lab = torch.empty(g.shape, dtype=torch.uint8, device=dev)
     out_f = torch.empty(P, nblk, 2, dtype=f64, device=dev)
     out_i = torch.empty(P, nblk, dtype=torch.int32, device=dev)
     out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
-    stats[grid](z, g, consts, out_f, out_i, out_m, b, b, g_ps, BLOCK=BLOCK)
-    sums = out_f.sum(1)
-    n1 = out_i.sum(1, dtype=torch.int64)
-    tab, valid = _table(n1, b, (lb, ub), dt)
-    a0, a1 = tab[:, 0].to(f64), tab[:, 1].to(f64)
-    phi0 = a0 * sums[:, 0] + a1 * sums[:, 1]                       # a^T clip(z)
-    e64 = eps.detach().to(f64)
+    stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=BLOCK)
+    host = torch.cat([out_f.sum(1), out_i.sum(1, dtype=torch.int64)[:, None].to(f64),
+                      out_m[:, :, 0::2].amin(1).to(f64), out_m[:, :, 1::2].amax(1).to(f64),
+                      eps.detach().to(f64)[:, None]], 1).cpu().numpy()      # one transfer (a sync)
+    sums, n1, e64 = host[:, 0:2], host[:, 2].astype(np.int64), host[:, 7]
+    zext = host[:, [3, 5, 4, 6]].astype(nd)                                 # (min0, max0, min1, max1)
+    tab_np, valid = _table(n1, b, (lb, ub), nd)
+    a0, a1 = tab_np[:, 0].astype(np.float64), tab_np[:, 1].astype(np.float64)
+    phi0 = a0 * sums[:, 0] + a1 * sums[:, 1]                                # a^T clip(z)
     up = phi0 > e64
     active = (up | (phi0 < -e64)) & valid
-    t = torch.where(up, e64, -e64)
-    if bounds is None:                                             # closed form
-        n0f, n1f = (b - n1).to(f64), n1.to(f64)
-        nu = (phi0 - t) / torch.where(valid, a0 * a0 * n0f + a1 * a1 * n1f, 1.0)
-        return torch.where(active, nu, 0.0), active, up, tab
-    zext = torch.stack([out_m[:, :, 0].amin(1), out_m[:, :, 1].amax(1), out_m[:, :, 2].amin(1),
-                        out_m[:, :, 3].amax(1)], 1)
-    finite = torch.isfinite(zext)
-    zmax = torch.where(finite, zext.abs().to(f64), 0.0).amax(1)
-    scale = (zmax, torch.maximum(a0.abs(), a1.abs()), torch.full_like(zmax, max(abs(lb), abs(ub))))
-    L0, R0 = _initial_bracket(tab, zext)
-    L, R = _bracket(z, g, consts, tab, t, active, up, scale, L0, R0, evaluate, grid, g_ps, capacity)
+    t = np.where(up, e64, -e64)
+    tab = torch.as_tensor(tab_np, device=dev)
+    if bounds is None:                                                     # closed form
+        n0f, n1f = (b - n1).astype(np.float64), n1.astype(np.float64)
+        nu = (phi0 - t) / np.where(valid, a0 * a0 * n0f + a1 * a1 * n1f, 1.0)
+        return np.where(active, nu, 0.0), active, up, tab, lab
+    zmax = np.where(np.isfinite(zext), np.abs(zext.astype(np.float64)), 0.0).max(1)
+    scale = (zmax, np.maximum(np.abs(a0), np.abs(a1)), np.full(P, max(abs(lb), abs(ub))))
+    L0, R0 = _initial_bracket(tab_np, zext)
+    L, R = _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity)
     # everything off (L, R): one state on the whole bracket, summed; the few inside: gathered
-    L, R = torch.where(active, L, 0.0), torch.where(active, R, 0.0)    # inactive: empty bracket
+    L, R = np.where(active, L, 0).astype(nd), np.where(active, R, 0).astype(nd)   # inactive: empty bracket
     part = torch.empty(P, nblk, 2, dtype=f64, device=dev)
     count = torch.zeros(P, dtype=torch.int32, device=dev)
     buf = torch.empty(P, capacity, dtype=torch.int32, device=dev)
-    gather[grid](z, g, tab, torch.stack([L, R], 1).contiguous(), part, count, buf, b, b, g_ps, capacity,
-                 BLOCK=BLOCK)
-    C, S = part.sum(1).unbind(1)
-    u = int(count.max())                                            # a host sync
+    gather[grid](z, lab, tab, torch.as_tensor(np.stack([L, R], 1), device=dev), part, count, buf, b, lab_ps,
+                 capacity, BLOCK=BLOCK)
+    host = torch.cat([part.sum(1), count[:, None].to(f64)], 1).cpu().numpy()   # a sync
+    C, S, n_in = host[:, 0], host[:, 1], host[:, 2].astype(np.int64)
+    u = int(n_in.max())
     if u > capacity:
         raise RuntimeError(f"fused dp layer: {u} coordinates inside the bracket exceed the capacity "
                            f"{capacity} that the evaluation count allowed (a kernel defect)")
-    pos = torch.arange(u, device=dev)
-    idx = torch.where(pos < count[:, None], buf[:, :u].to(torch.int64), b).sort(1).values  # deterministic
+    idx = buf[:, :u].to(torch.int64)
+    idx = torch.where(torch.arange(u, device=dev) < count[:, None], idx, b)
+    idx = idx.sort(1).values                                  # deterministic order (atomics fill buf)
     keep = idx < b
     idx = idx.clamp_max(b - 1)
-    zU = z.gather(1, idx).to(f64)
-    oneU = g.expand(P, b).gather(1, idx) != 0
-    aU = torch.where(keep, torch.where(oneU, a1[:, None], a0[:, None]), 0.0)
+    U = torch.cat([z.gather(1, idx).to(f64), lab.expand(P, b).gather(1, idx).to(f64), keep.to(f64)],
+                  1).cpu()                                    # the few inside, to the host
+    zU, oneU, keepU = U[:, :u], U[:, u:2 * u] != 0, U[:, 2 * u:] != 0
+    nu = _finish(zU, oneU, keepU, a0, a1, t, L, R, C, S, bounds, active, scale)
+    return np.where(active, nu, 0.0), active, up, tab, lab
+
+
+def _finish(zU, oneU, keepU, a0, a1, t, L, R, C, S, bounds, active, scale) -> np.ndarray:
+    """On the host: nu (P,) from the gathered coordinates (zU, oneU = group 1, keepU = not padding; (P, u)
+    CPU tensors) and the sums C, S of the others, exactly: the sorted search of :mod:`layers._rows` restricted
+    to [L, R] with the linear part C - S nu (:meth:`layers._rows._Breakpoints.restrict`), in float64."""
+    f64 = torch.float64
+    tt, L64, R64, Ct, St = (torch.as_tensor(x, dtype=f64) for x in (t, L, R, C, S))
+    aU = torch.where(oneU, torch.as_tensor(a1)[:, None], torch.as_tensor(a0)[:, None])
+    aU = torch.where(keepU, aU, 0.0)
     bp = _Breakpoints(zU, aU, bounds, dense=False)
-    bp.restrict(L.to(f64), R.to(f64), C, S)
-    lo, hi = _bracket_sorted(bp, t)
-    nu = bp.solve(t, lo, hi)
-    _check_bracket(zU, aU, bounds, C, S, L.to(f64), R.to(f64), t, active, scale)
-    return torch.where(active, nu, 0.0), active, up, tab
+    bp.restrict(L64, R64, Ct, St)
+    lo, hi = _bracket_sorted(bp, tt)
+    nu = bp.solve(tt, lo, hi)
+    _check_bracket(zU, aU, bounds, Ct, St, L64, R64, tt, torch.as_tensor(active), scale)
+    return nu.numpy()
 
 
 def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
@@ -177,97 +217,85 @@ def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
     def phi(nu):
         nu = torch.where(torch.isfinite(nu), nu, 0.0)
         return C - S * nu + (aU * (zU - nu[:, None] * aU).clamp(*bounds)).sum(1)
-    tol = 1024 * (torch.finfo(torch.float64).eps / 2) * (scale[0] + scale[2] + 1)
+    tol = 1024 * (np.finfo(np.float64).eps / 2) * torch.as_tensor(scale[0] + scale[2] + 1)
     ok = (~torch.isfinite(L) | (phi(L) >= t - tol)) & (~torch.isfinite(R) | (phi(R) <= t + tol))
-    if not bool((ok | ~active).all()):                                # a host sync
+    if not bool((ok | ~active).all()):
         raise RuntimeError("fused dp layer: the bracket does not hold the root (phi(L) < t or phi(R) > t "
                            "in fresh float64 sums): a defect of the evaluation pass or its error bound")
 
 
-def _eval_error(nu: torch.Tensor, scale, dt) -> torch.Tensor:
-    """Bound on |phi~(nu) - phi(nu)|, the ``_evaluate`` kernel's value against the exact one, (P, n).
-
-    Per coordinate the kernel rounds nu a, z - nu a and a y in z's dtype (unit round-off u; the clip is
-    exact): |a| u (|z| + 2 |nu a| + |y|) to first order; summed with sum |a| = 2 (dp): 2 u (zmax + 2 |nu| amax
-    + ymax); the float64 sums add <= (log2 b + 2) u64 sum |a y| <= 64 u64 2 ymax. Doubled. scale = (zmax,
-    amax, ymax), each (P,)."""
-    zmax, amax, ymax = (x[:, None] for x in scale)
-    u = torch.finfo(dt).eps / 2
-    fin = torch.where(torch.isfinite(nu), nu.abs().to(torch.float64), 0.0)
-    return 4 * u * (zmax + 2 * fin * amax + ymax) + 256 * (torch.finfo(torch.float64).eps / 2) * (zmax + ymax)
-
-
-def _bracket(z, g, consts, tab, t, active, up, scale, L0, R0, evaluate, grid, g_ps, capacity):
-    """(L, R) with phi(L) > t >= phi(R) and at most ``capacity`` breakpoints strictly inside: K-point
-    evaluation passes (the first on [L0, R0], then around the secant estimate of the root in the bracket).
-    up (P,): phi(0) > t, so the root is >= 0 (else <= 0); scale: see :func:`_eval_error`."""
+def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity):
+    """(L, R) (numpy, z's dtype) with phi(L) > t >= phi(R) and at most ``capacity`` breakpoints strictly
+    inside: K-point evaluation passes, the first on [L0, R0] (L0, R0 and K - 1 points evenly on the side of
+    0 that holds the root: up = phi(0) > t, so the root is >= 0), the next ones around the secant estimate
+    of the root in the bracket. The selection is certified against the kernel's round-off
+    (:func:`_eval_error`). t, active, up, scale, L0, R0: numpy (P,)."""
+    _, evaluate, _, _ = _kernels()
     P, b = z.shape
-    dt, dev, f64 = z.dtype, z.device, torch.float64
-    nblk = grid[0]
-    inf = torch.tensor(float("inf"), dtype=dt, device=dev)
-    L, R = -inf.expand(P), inf.expand(P)
-    cL = torch.zeros(P, dtype=torch.int64, device=dev)                # #{e <= L}
-    cR = torch.full((P,), 2 * b, dtype=torch.int64, device=dev)      # #{e < R}
-    # first pass: L0, R0 and K - 1 points evenly on the side of 0 that holds the root (phi(0) > t: nu > 0)
-    zero = torch.zeros_like(L0)
-    lo = torch.where(up, torch.minimum(torch.maximum(L0, zero), R0), L0)
-    hi = torch.where(up, R0, torch.maximum(torch.minimum(R0, zero), L0))
-    frac = torch.arange(K - 1, dtype=f64, device=dev) / (K - 2)
-    even = (lo.to(f64)[:, None] + (hi - lo).to(f64)[:, None] * frac).to(dt)
+    dev, nd = z.device, _np(z.dtype)
+    grid = _grid(P, b)
+    inf = np.inf
+    col = lambda x: x[:, None]
+    L, R = np.full(P, -inf, nd), np.full(P, inf, nd)
+    cL, cR = np.zeros(P, np.int64), np.full(P, 2 * b, np.int64)        # #{e <= L}, #{e < R}
+    lo = np.where(up, np.minimum(np.maximum(L0, 0), R0), L0).astype(nd)
+    hi = np.where(up, R0, np.maximum(np.minimum(R0, 0), L0)).astype(nd)
+    even = (lo.astype(np.float64)[:, None] + (hi.astype(np.float64) - lo)[:, None]
+            * (np.arange(K - 1) / (K - 2))).astype(nd)
     even[:, 0], even[:, -1] = lo, hi
-    first = torch.where(up[:, None], torch.cat([L0[:, None], even], 1), torch.cat([even, R0[:, None]], 1))
-    nu = torch.where(active[:, None], first, 0.0).contiguous()
-    half = 2.0 ** -torch.arange(2, K + 1, 2, dtype=f64, device=dev)      # 1/4 ... 2^-K
-    spread = torch.cat([-half, half.flip(0)])                         # sorted offsets around the estimate
-    phi = torch.empty(P, nblk, K, dtype=f64, device=dev)
-    cnt = torch.empty(P, nblk, K, 2, dtype=torch.int32, device=dev)
-    big = torch.tensor(float("inf"), dtype=f64, device=dev).expand(P, 1)
-    searching = torch.ones(P, dtype=torch.bool, device=dev)
-    idx = torch.arange(K + 2, device=dev)
+    first = np.where(col(up), np.concatenate([col(L0), even], 1), np.concatenate([even, col(R0)], 1))
+    nu = np.where(active[:, None], first, 0).astype(nd)
+    half = 2.0 ** -np.arange(2, K + 1, 2)                              # 1/4 ... 2^-K
+    spread = np.concatenate([-half, half[::-1]])                       # sorted offsets around the estimate
+    phi = torch.empty(P, grid[0], K, dtype=torch.float64, device=dev)
+    cnt = torch.empty(P, grid[0], K, 2, dtype=torch.int32, device=dev)
+    searching = np.ones(P, bool)
+    idx, rows = np.arange(K + 2), np.arange(P)
     for _ in range(MAX_PASSES):
-        evaluate[grid](z, g, consts, tab, nu, phi, cnt, b, b, g_ps, K=K, BLOCK=BLOCK)
-        c = cnt.sum(1, dtype=torch.int64)                              # (P, K, 2): #{e < nu}, #{e <= nu}
-        pts = torch.cat([L[:, None], nu, R[:, None]], 1)
-        vals = torch.cat([big, phi.sum(1), -big], 1)
-        lt = torch.cat([cL[:, None], c[:, :, 0], cR[:, None]], 1)
-        le = torch.cat([cL[:, None], c[:, :, 1], cR[:, None]], 1)
+        evaluate[grid](z, lab, consts, tab, torch.as_tensor(nu, device=dev), phi, cnt, b, lab_ps, K=K,
+                       BLOCK=BLOCK)
+        host = torch.cat([phi.sum(1), cnt.sum(1, dtype=torch.int64).flatten(1).to(torch.float64)],
+                         1).cpu().numpy()                            # one transfer per pass (a sync)
+        c = host[:, K:].reshape(P, K, 2).astype(np.int64)              # #{e < nu}, #{e <= nu}
+        pts = np.concatenate([col(L), nu, col(R)], 1)
+        vals = np.concatenate([np.full((P, 1), inf), host[:, :K], np.full((P, 1), -inf)], 1)
+        lt = np.concatenate([col(cL), c[:, :, 0], col(cR)], 1)
+        le = np.concatenate([col(cL), c[:, :, 1], col(cR)], 1)
         # certified: phi(L) > t >= phi(R) for the exact phi despite the evaluation's round-off
-        err = _eval_error(pts, scale, dt)
-        jR = (vals + err <= t[:, None]).to(torch.uint8).argmax(1, keepdim=True)    # vals[-1] = -inf
-        above = (vals - err > t[:, None]) & (idx < jR)                             # vals[0] = +inf
-        jL = torch.where(above, idx, 0).amax(1, keepdim=True)
-        L = torch.where(searching, pts.gather(1, jL).squeeze(1), L)         # settled rows keep theirs
-        R = torch.where(searching, pts.gather(1, jR).squeeze(1), R)
-        cL = torch.where(searching, le.gather(1, jL).squeeze(1), cL)
-        cR = torch.where(searching, lt.gather(1, jR).squeeze(1), cR)
+        err = _eval_error(pts, scale, nd)
+        jR = np.argmax(vals + err <= col(t), 1)                         # vals[-1] = -inf
+        jL = np.where((vals - err > col(t)) & (idx < col(jR)), idx, 0).max(1)   # vals[0] = +inf
+        L = np.where(searching, pts[rows, jL], L)                       # settled rows keep theirs
+        R = np.where(searching, pts[rows, jR], R)
+        cL = np.where(searching, le[rows, jL], cL)
+        cR = np.where(searching, lt[rows, jR], cR)
         more = active & (cR - cL > capacity)
-        if not bool(more.any()):                                       # a host sync per pass
+        if not more.any():
             return L, R
         # next points: the secant estimate of the root in (L, R) and K points around it at distances
         # (R - L) 2^-2 ... 2^-K (clamped to the bracket): a piece of phi that is nearly linear at the scale of
         # the bracket (dense breakpoints) shrinks the bracket ~2^K-fold, any other ~4-fold or better
-        fL = vals.gather(1, jL).squeeze(1)
-        fR = vals.gather(1, jR).squeeze(1)
-        L64, R64 = L.to(f64), R.to(f64)
-        w = R64 - L64
-        est = L64 + w * ((fL - t) / (fL - fR)).clamp(0, 1).nan_to_num(0.5)
-        inner = torch.minimum(torch.maximum(est[:, None] + w[:, None] * spread, L64[:, None]), R64[:, None])
-        nu = torch.where(more[:, None], inner.to(dt), 0.0).contiguous()
+        with np.errstate(all="ignore"):
+            fL, fR = vals[rows, jL], vals[rows, jR]
+            L64, w = L.astype(np.float64), R.astype(np.float64) - L
+            est = L64 + w * np.nan_to_num(np.clip((fL - t) / (fL - fR), 0, 1), nan=0.5)
+            inner = np.minimum(np.maximum(col(est) + col(w) * spread, col(L64)), col(R.astype(np.float64)))
+        nu = np.where(more[:, None], inner, 0).astype(nd)
         searching = more
     raise RuntimeError(f"fused dp layer: the bracket did not narrow to {capacity} breakpoints in "
                        f"{MAX_PASSES} passes")
 
 
-def output(z, g, bounds, nu, tab) -> torch.Tensor:
-    """y = clip(z - nu a, lb, ub), (P, b), by the ``_output`` kernel."""
+def output(z, lab, bounds, nu: np.ndarray, tab) -> torch.Tensor:
+    """y = clip(z - nu a, lb, ub), (P, b), by the ``output`` kernel; lab (G, b) from :func:`solve_dp`."""
     *_, out = _kernels()
     P, b = z.shape
     inf = float("inf")
     lb, ub = bounds if bounds is not None else (-inf, inf)
     consts = torch.tensor([lb, ub], dtype=z.dtype, device=z.device)
     y = torch.empty_like(z)
-    out[_grid(P, b)](z, g, consts, tab, nu.to(z.dtype).contiguous(), y, b, b, 0 if g.shape[0] == 1 else b,
-                     BLOCK=BLOCK)
+    out[_grid(P, b)](z, lab, consts, tab, torch.as_tensor(nu.astype(_np(z.dtype)), device=z.device), y, b,
+                     0 if lab.shape[0] == 1 else b, BLOCK=BLOCK)
     return y
 
 
@@ -299,12 +327,14 @@ def project(z, groups, *, metric: str, eps, bounds, empty: str, device, check: b
     z2 = zt.reshape(P, b)
     zc = z2.detach().contiguous()
     with torch.no_grad():
-        nu, active, up, tab = solve_dp(zc, g, eps_t, bounds)
+        nu, active, up, tab, lab = solve_dp(zc, g, eps_t, bounds)
     if not (torch.is_grad_enabled() and (z2.requires_grad or eps_t.requires_grad)):
-        return output(zc, g, bounds, nu, tab).reshape(zt.shape)
+        return output(zc, lab, bounds, nu, tab).reshape(zt.shape)
     with torch.no_grad():                    # the eager layer's analytic backward on the same solution
-        a = torch.where(g != 0, tab[:, 1:2], tab[:, 0:1]).expand(P, b)
-        side = torch.where(up, 1.0, -1.0).to(zt.dtype)[:, None]
-    y = RowProject.apply(z2, eps_t, a[:, None, :], a, None, nu.to(zt.dtype)[:, None], active[:, None], side,
-                         torch.zeros_like(side), bounds)
+        a = torch.where(lab != 0, tab[:, 1:2], tab[:, 0:1]).expand(P, b)
+        dev, dt = zt.device, zt.dtype
+        side = torch.as_tensor(np.where(up, 1.0, -1.0), dtype=dt, device=dev)[:, None]
+        nu_t = torch.as_tensor(nu, dtype=dt, device=dev)[:, None]
+        solve = torch.as_tensor(active, device=dev)[:, None]
+    y = RowProject.apply(z2, eps_t, a[:, None, :], a, None, nu_t, solve, side, torch.zeros_like(side), bounds)
     return y.reshape(zt.shape)

@@ -1,32 +1,39 @@
 """Triton kernels of :mod:`layers._fused` (read its docstring): one program = ``BLOCK`` coordinates of one
-problem (grid (blocks, P)); per-program partial results, reduced by the caller in torch."""
+problem (grid (blocks, P)); per-program partial results, reduced by the caller. ``lab`` = the labels as
+one byte each (written by ``stats``, read by the others); ``tab`` (P, 8) = (a0, a1, r0, r1, hi0, hi1,
+lo0, lo1) per problem in z's dtype; ``c`` = (lb, ub, +inf) in z's dtype (no float32 rounding of a
+Python-float kernel argument)."""
 
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK: tl.constexpr):
+def _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK: tl.constexpr):
     """z, a, r = 1/a, hi, lo of this program's coordinates; masked ones get a = 0."""
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     m = offs < b
-    z = tl.load(z_ptr + p * z_ps + offs, mask=m, other=0.0)
-    one = tl.load(g_ptr + p * g_ps + offs, mask=m, other=0) != 0
-    t = tab_ptr + p * 8           # (a0, a1, r0, r1, hi0, hi1, lo0, lo1)
+    z = tl.load(z_ptr + p * b + offs, mask=m, other=0.0)
+    one = tl.load(lab_ptr + p * lab_ps + offs, mask=m, other=0) != 0
+    t = tab_ptr + p * 8
     a = tl.where(m, tl.where(one, tl.load(t + 1), tl.load(t + 0)), 0.0)
     r = tl.where(one, tl.load(t + 3), tl.load(t + 2))
     hi = tl.where(one, tl.load(t + 5), tl.load(t + 4))
     lo = tl.where(one, tl.load(t + 7), tl.load(t + 6))
     return offs, m, z, a, r, hi, lo
 
+
 @triton.jit
-def stats(z_ptr, g_ptr, c_ptr, out_f, out_i, out_m, b, z_ps, g_ps, BLOCK: tl.constexpr):
+def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps, BLOCK: tl.constexpr):
+    """Per program: sums of clip(z) per group (float64), the size of group 1, min and max z per group;
+    writes lab = (g != 0) as one byte."""
     blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
     lb, ub, big = tl.load(c_ptr), tl.load(c_ptr + 1), tl.load(c_ptr + 2)        # big = +inf
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     m = offs < b
-    z = tl.load(z_ptr + p * z_ps + offs, mask=m, other=0.0)
+    z = tl.load(z_ptr + p * b + offs, mask=m, other=0.0)
     g = tl.load(g_ptr + p * g_ps + offs, mask=m, other=0)
+    tl.store(lab_ptr + p * g_ps + offs, (g != 0).to(tl.uint8), mask=m)
     in1 = m & (g != 0)
     in0 = m & (g == 0)
     zc = tl.minimum(tl.maximum(z, lb), ub).to(tl.float64)
@@ -39,20 +46,22 @@ def stats(z_ptr, g_ptr, c_ptr, out_f, out_i, out_m, b, z_ps, g_ps, BLOCK: tl.con
     tl.store(out_m + 4 * q + 2, tl.min(tl.where(in1, z, big), axis=0))
     tl.store(out_m + 4 * q + 3, tl.max(tl.where(in1, z, -big), axis=0))
 
+
 @triton.jit
-def evaluate(z_ptr, g_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, z_ps, g_ps,
-              K: tl.constexpr, BLOCK: tl.constexpr):
+def evaluate(z_ptr, lab_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, lab_ps,
+             K: tl.constexpr, BLOCK: tl.constexpr):
+    """Per program and point nu_k: sum a clip(z - nu_k a) (float64), #{e < nu_k} and #{e <= nu_k} over the
+    2 breakpoints e = (z - hi) r, (z - lo) r of each coordinate."""
     blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
     lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
-    offs, m, z, a, r, hi, lo = _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK)
-    e_in = (z - hi) * r
-    e_out = (z - lo) * r
+    offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
+    ein = ((z - hi) * r)[None, :]
+    eout = ((z - lo) * r)[None, :]
     ks = tl.arange(0, K)
     nu = tl.load(nu_ptr + p * K + ks)[:, None]                       # (K, 1)
     y = tl.minimum(tl.maximum(z[None, :] - nu * a[None, :], lb), ub)
     phi = tl.sum((a[None, :] * y).to(tl.float64), axis=1)
     mm = m[None, :]
-    ein, eout = e_in[None, :], e_out[None, :]
     lt = tl.sum((mm & (ein < nu)).to(tl.int32) + (mm & (eout < nu)).to(tl.int32), axis=1)
     le = tl.sum((mm & (ein <= nu)).to(tl.int32) + (mm & (eout <= nu)).to(tl.int32), axis=1)
     q = (p * nblk + blk) * K + ks
@@ -60,11 +69,15 @@ def evaluate(z_ptr, g_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, z_ps, g_
     tl.store(cnt_ptr + 2 * q, lt)
     tl.store(cnt_ptr + 2 * q + 1, le)
 
+
 @triton.jit
-def gather(z_ptr, g_ptr, tab_ptr, lr_ptr, sums_ptr, count_ptr, buf_ptr, b, z_ps, g_ps, cap,
-            BLOCK: tl.constexpr):
+def gather(z_ptr, lab_ptr, tab_ptr, lr_ptr, sums_ptr, count_ptr, buf_ptr, b, lab_ps, cap,
+           BLOCK: tl.constexpr):
+    """Coordinates with a breakpoint strictly inside (L, R) of their problem -> buf (positions by one
+    atomic counter per program); per program: C = sum a bound + sum_free a z, S = sum_free a^2 (float64)
+    over the others."""
     blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    offs, m, z, a, r, hi, lo = _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK)
+    offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
     e_in = (z - hi) * r
     e_out = (z - lo) * r
     L = tl.load(lr_ptr + 2 * p)
@@ -85,11 +98,13 @@ def gather(z_ptr, g_ptr, tab_ptr, lr_ptr, sums_ptr, count_ptr, buf_ptr, b, z_ps,
     pos = start + tl.cumsum(flag, axis=0) - 1
     tl.store(buf_ptr + p * cap + pos, offs, mask=inside & (pos < cap))
 
+
 @triton.jit
-def output(z_ptr, g_ptr, c_ptr, tab_ptr, nu_ptr, y_ptr, b, z_ps, g_ps, BLOCK: tl.constexpr):
+def output(z_ptr, lab_ptr, c_ptr, tab_ptr, nu_ptr, y_ptr, b, lab_ps, BLOCK: tl.constexpr):
+    """y = clip(z - nu a, lb, ub)."""
     blk, p = tl.program_id(0), tl.program_id(1)
     lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
-    offs, m, z, a, r, hi, lo = _row(z_ptr, g_ptr, tab_ptr, p, blk, b, z_ps, g_ps, BLOCK)
+    offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
     nu = tl.load(nu_ptr + p)
     y = tl.minimum(tl.maximum(z - nu * a, lb), ub)
     tl.store(y_ptr + p * b + offs, y, mask=m)

@@ -122,22 +122,19 @@ def test_fused_bracket_invariants(cap):
     b, eps, (lb, ub) = 2000, 0.02, (0.0, 1.0)
     g = rng.integers(0, 2, b)
     z = rng.normal(0.5, 0.3, b) + 0.2 * g
-    zt, gt = torch.tensor(z, device=DEV)[None], torch.tensor(g, device=DEV)[None]
-    stats, evaluate, *_ = fused._kernels()
-    n1 = gt.sum(1)
-    tab, valid = fused._table(n1, b, (lb, ub), torch.float64)
-    zext = torch.tensor([[z[g == 0].min(), z[g == 0].max(), z[g == 1].min(), z[g == 1].max()]], device=DEV)
     e, a = _breakpoints(z, g, b, lb, ub)
     phi = lambda nu: float(np.sum(a * np.clip(z - nu * a, lb, ub)))
     assert phi(0.0) < -eps                                     # the instance is active (lower side)
-    t = torch.tensor([-eps], dtype=torch.float64, device=DEV)
+    zt = torch.tensor(z, device=DEV)[None]
+    lab = torch.tensor(g, dtype=torch.uint8, device=DEV)[None]
+    tab_np, valid = fused._table(np.array([g.sum()]), b, (lb, ub), np.float64)
+    zext = np.array([[z[g == 0].min(), z[g == 0].max(), z[g == 1].min(), z[g == 1].max()]])
     consts = torch.tensor([lb, ub, float("inf")], dtype=torch.float64, device=DEV)
-    one = torch.ones(1, dtype=torch.float64, device=DEV)
-    scale = (np.abs(z).max() * one, tab[:, 0].abs().maximum(tab[:, 1].abs()), 1.0 * one)
-    L0, R0 = fused._initial_bracket(tab, zext)
-    grid = fused._grid(1, b)
-    L, R = fused._bracket(zt, gt, consts, tab, t, valid, ~valid, scale, L0, R0, evaluate, grid, b, cap)
-    L, R = float(L), float(R)
+    scale = (np.abs(z).max() * np.ones(1), np.abs(tab_np[:, :2]).max(1), np.ones(1))
+    L0, R0 = fused._initial_bracket(tab_np, zext)
+    L, R = fused._bracket(zt, lab, 0, consts, torch.as_tensor(tab_np, device=DEV), np.array([-eps]), valid,
+                          ~valid, scale, L0, R0, cap)
+    L, R = float(L[0]), float(R[0])
     assert phi(L) > -eps >= phi(R)
     assert np.sum((e > L) & (e < R)) <= cap
 
@@ -217,7 +214,7 @@ def test_planted_fault_box_sides_of_the_negative_group_are_caught(monkeypatch):
 
     def swapped(n1, b, bounds, dt):
         tab, valid = table(n1, b, bounds, dt)
-        return tab[:, [0, 1, 2, 3, 4, 4, 6, 6]].contiguous(), valid
+        return tab[:, [0, 1, 2, 3, 4, 4, 6, 6]], valid
     monkeypatch.setattr(fused, "_table", swapped)
     assert _worst_error() > 1.0
 
