@@ -1,31 +1,38 @@
-r"""Fused (Triton) forward of the dp layer with one attribute: a few passes over z, no sort.
+r"""Fused (Triton) forward of the dp layer with one attribute: a few passes over z, no sort, exact.
 
 The problem (``layers.project``, metric "dp", one binary attribute, P problems of size b) has one row
 ``a_i = 1/n_0`` on group 0 and ``-1/n_1`` on group 1, and its solution is ``y = clip(z - nu a, lb, ub)``
 with nu the root of ``phi(nu) = a^T clip(z - nu a, lb, ub) = t`` (t = +eps above the band, -eps below;
 nu = 0 inside). The eager layer builds the rows and the 2b breakpoints as tensors and sorts or buckets
-them: about 120 copies of z in memory traffic at b = 1e6. Here every pass is one kernel that reads z and
-the group labels once (``BLOCK`` coordinates per program, partial sums per program, no atomics but one
-counter per gather):
+them: ~120 copies of z in memory traffic at b = 1e6 (``python -m bench.dispatch_model``). Here each pass
+is one kernel (:mod:`layers._fused_kernels`; ``BLOCK`` coordinates per program, per-program partial
+results, no atomics but one counter per gather) that reads z and the labels once:
 
-1. ``_stats``: group sizes, sums of clip(z) per group (float64: phi(0)), the extreme z per group (the
-   range of the breakpoints ``e_in = (z - hi) r``, ``e_out = (z - lo) r``, r = 1/a), and the counts of
-   non-finite z and non-binary labels.
-2. ``_evaluate`` (repeated): phi at K points of the current bracket (L, R) and, per point, the number of
-   breakpoints below it (``< nu`` and ``<= nu``); phi(L) > t >= phi(R) picks the new bracket. It stops
-   when at most ``capacity`` breakpoints lie strictly inside (an exact count, not an estimate).
-3. ``_gather``: the coordinates with a breakpoint strictly inside (L, R) are written to a buffer; every
+1. ``stats``: group sizes, sums of clip(z) per group (float64: phi(0)), the extreme z per group (the
+   range of the breakpoints ``e_in = (z - hi) r``, ``e_out = (z - lo) r``, r = 1/a); writes the labels as
+   one byte each, which the later passes read (5 bytes per float32 coordinate instead of 12).
+2. ``evaluate`` (repeated): phi at K points and, per point, the number of breakpoints below it (``< nu``
+   and ``<= nu``). The first pass spreads the points over the root's side of 0, the next ones around the
+   secant estimate of the root in the bracket. The new bracket (L, R) has phi(L) > t >= phi(R) for the
+   exact phi, not only for the evaluated one (:func:`_eval_error` bounds the kernel's round-off). It
+   stops when at most ``CAPACITY`` breakpoints lie strictly inside (an exact count).
+3. ``gather``: the coordinates with a breakpoint strictly inside (L, R) are written to a buffer; every
    other coordinate has one state on all of (L, R) (at hi, free or at lo), and the kernel returns the sums
    ``C = sum a bound + sum_free a z`` and ``S = sum_free a^2`` (float64), so that on (L, R)
    ``phi(nu) = C - S nu + phi_U(nu)``.
-4. The gathered few (``U``) are solved exactly by the sorted search of :mod:`layers._rows` with that
-   linear part added (``_Breakpoints.restrict``): the last linear piece is solved from fresh sums, as in
-   the eager layer, so the result is exact to round-off.
-5. ``_output``: ``y = clip(z - nu a, lb, ub)``.
+4. :func:`_finish`, on the host: the gathered few are solved exactly by the sorted search of
+   :mod:`layers._rows` with that linear part added (``_Breakpoints.restrict``); the last linear piece is
+   solved from fresh sums, as in the eager layer, so the result is exact to round-off (in float64, so a
+   float32 output is within 12 u32 (1 + max|z|), independent of b: tests/test_fused.py). A fresh-sum check
+   that [L, R] holds the root raises otherwise.
+5. ``output``: ``y = clip(z - nu a, lb, ub)``.
 
-Passes over z: 1 + (usually 2) + 1 + 1 (write), about 64 bytes per float32 coordinate with int64
-labels, i.e. 8 copies of z; the eager layer moves ~120 copies. Each ``_evaluate`` does K clip-evaluations
-per coordinate (float64 partial sums), so it is compute-bound unless K is small: K = 16.
+The decisions between kernels run on the host (numpy on (P, K) arrays; one transfer each way per pass).
+Traffic, measured by ``python -m bench.dispatch_model --fused`` (the kernels' tensor arguments, b = 2^20
+with the capacity scaled to b = 1e8's ratio, the benchmark's data): 2 evaluation passes, 4.7 copies of z
+(the eager layer: ~117), ~45 other device kernels on small tensors. Each ``evaluate`` also does K = 16
+clip-evaluations and 4 K comparisons per coordinate, so it may be compute-bound on a GPU:
+``bench/bench_fused.py`` times each kernel against the copy for K = 8, 16, 32.
 
 Only the forward is fused; with a gradient requirement the output goes through
 :class:`layers._rows.RowProject` (the same analytic backward as the eager layer). Triton kernels run on
