@@ -6,7 +6,7 @@ median time (``check=False``) and its ratio to the copy (issue 3's target: <= 10
 the number of evaluation passes, and each kernel alone on the same data (``stats``, one ``evaluate``,
 ``gather``, ``output``), so that a miss says which pass costs what: a pass that reads z and the labels
 once is bandwidth-bound at ~(4 + label bytes) / 8 copies; more means it is compute-bound (``evaluate``
-does K clip-evaluations and 4 K comparisons per coordinate). Same workload as bench/bench_layers.py (dp,
+does K clip-evaluations and 2 K comparisons per coordinate). Same workload as bench/bench_layers.py (dp,
 box (0, 1), eps = 0.05, z ~ N(0.5, 0.3) + 0.2 g, int64 labels; ``--labels uint8`` for 1-byte labels).
 
 Without a GPU (``--device cpu``) it runs Triton's interpreter (TRITON_INTERPRET=1 is set here, before
@@ -51,7 +51,7 @@ def kernel_times(z, g, dev, repeats: int) -> dict:
     out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
     pts = (nu.to(dt)[:, None] + torch.linspace(-1, 1, fused.K, device=dev, dtype=dt)).contiguous()
     phi = torch.empty(P, nblk, fused.K, dtype=f64, device=dev)
-    cnt = torch.empty(P, nblk, fused.K, 2, dtype=torch.int32, device=dev)
+    cnt = torch.empty(P, nblk, fused.K, dtype=torch.int32, device=dev)
     lr = torch.stack([nu - 1e-3, nu + 1e-3], 1).to(dt).contiguous()
     part = torch.empty(P, nblk, 2, dtype=f64, device=dev)
     count = torch.zeros(P, dtype=torch.int32, device=dev)

@@ -11,11 +11,12 @@ results, no atomics but one counter per gather) that reads z and the labels once
 1. ``stats``: group sizes, sums of clip(z) per group (float64: phi(0)), the extreme z per group (the
    range of the breakpoints ``e_in = (z - hi) r``, ``e_out = (z - lo) r``, r = 1/a); writes the labels as
    one byte each, which the later passes read (5 bytes per float32 coordinate instead of 12).
-2. ``evaluate`` (repeated): phi at K points and, per point, the number of breakpoints below it (``< nu``
-   and ``<= nu``). The first pass spreads the points over the root's side of 0, the next ones around the
-   secant estimate of the root in the bracket. The new bracket (L, R) has phi(L) > t >= phi(R) for the
+2. ``evaluate`` (repeated): phi at K points and, per point, the number of breakpoints below it. The
+   first pass spreads the points over the root's side of 0, the next ones around the secant estimate of
+   the root in the bracket. The new bracket (L, R) has phi(L) > t >= phi(R) for the
    exact phi, not only for the evaluated one (:func:`_eval_error` bounds the kernel's round-off). It
-   stops when at most ``CAPACITY`` breakpoints lie strictly inside (an exact count).
+   stops when at most ``CAPACITY`` breakpoints lie in [L, R) (an exact count, a bound on those strictly
+   inside) or no float lies strictly inside (many tied breakpoints at L).
 3. ``gather``: the coordinates with a breakpoint strictly inside (L, R) are written to a buffer; every
    other coordinate has one state on all of (L, R) (at hi, free or at lo), and the kernel returns the sums
    ``C = sum a bound + sum_free a z`` and ``S = sum_free a^2`` (float64), so that on (L, R)
@@ -31,7 +32,7 @@ The decisions between kernels run on the host (numpy on (P, K) arrays; one trans
 Traffic, measured by ``python -m bench.dispatch_model --fused`` (the kernels' tensor arguments, b = 2^20
 with the capacity scaled to b = 1e8's ratio, the benchmark's data): 2 evaluation passes, 4.7 copies of z
 (the eager layer: ~117), ~45 other device kernels on small tensors. Each ``evaluate`` also does K = 16
-clip-evaluations and 4 K comparisons per coordinate, so it may be compute-bound on a GPU:
+clip-evaluations and 2 K comparisons per coordinate, so it may be compute-bound on a GPU:
 ``bench/bench_fused.py`` times each kernel against the copy for K = 8, 16, 32.
 
 Only the forward is fused; with a gradient requirement the output goes through
@@ -244,7 +245,7 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
     inf = np.inf
     col = lambda x: x[:, None]
     L, R = np.full(P, -inf, nd), np.full(P, inf, nd)
-    cL, cR = np.zeros(P, np.int64), np.full(P, 2 * b, np.int64)        # #{e <= L}, #{e < R}
+    cL, cR = np.zeros(P, np.int64), np.full(P, 2 * b, np.int64)        # #{e < L}, #{e < R}
     lo = np.where(up, np.minimum(np.maximum(L0, 0), R0), L0).astype(nd)
     hi = np.where(up, R0, np.maximum(np.minimum(R0, 0), L0)).astype(nd)
     even = (lo.astype(np.float64)[:, None] + (hi.astype(np.float64) - lo)[:, None]
@@ -255,28 +256,28 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
     half = 2.0 ** -np.arange(2, K + 1, 2)                              # 1/4 ... 2^-K
     spread = np.concatenate([-half, half[::-1]])                       # sorted offsets around the estimate
     phi = torch.empty(P, grid[0], K, dtype=torch.float64, device=dev)
-    cnt = torch.empty(P, grid[0], K, 2, dtype=torch.int32, device=dev)
+    cnt = torch.empty(P, grid[0], K, dtype=torch.int32, device=dev)
     searching = np.ones(P, bool)
     idx, rows = np.arange(K + 2), np.arange(P)
     for _ in range(MAX_PASSES):
         evaluate[grid](z, lab, consts, tab, torch.as_tensor(nu, device=dev), phi, cnt, b, lab_ps, K=K,
                        BLOCK=BLOCK)
-        host = torch.cat([phi.sum(1), cnt.sum(1, dtype=torch.int64).flatten(1).to(torch.float64)],
+        host = torch.cat([phi.sum(1), cnt.sum(1, dtype=torch.int64).to(torch.float64)],
                          1).cpu().numpy()                            # one transfer per pass (a sync)
-        c = host[:, K:].reshape(P, K, 2).astype(np.int64)              # #{e < nu}, #{e <= nu}
         pts = np.concatenate([col(L), nu, col(R)], 1)
         vals = np.concatenate([np.full((P, 1), inf), host[:, :K], np.full((P, 1), -inf)], 1)
-        lt = np.concatenate([col(cL), c[:, :, 0], col(cR)], 1)
-        le = np.concatenate([col(cL), c[:, :, 1], col(cR)], 1)
+        lt = np.concatenate([col(cL), host[:, K:].astype(np.int64), col(cR)], 1)   # #{e < point}
         # certified: phi(L) > t >= phi(R) for the exact phi despite the evaluation's round-off
         err = _eval_error(pts, scale, nd)
         jR = np.argmax(vals + err <= col(t), 1)                         # vals[-1] = -inf
         jL = np.where((vals - err > col(t)) & (idx < col(jR)), idx, 0).max(1)   # vals[0] = +inf
         L = np.where(searching, pts[rows, jL], L)                       # settled rows keep theirs
         R = np.where(searching, pts[rows, jR], R)
-        cL = np.where(searching, le[rows, jL], cL)
+        cL = np.where(searching, lt[rows, jL], cL)
         cR = np.where(searching, lt[rows, jR], cR)
-        more = active & (cR - cL > capacity)
+        # #{L <= e < R} bounds the number strictly inside; breakpoints tied at L (many equal z) are counted
+        # too, so a bracket with no float strictly inside (L, R) stops whatever the count
+        more = active & (cR - cL > capacity) & (np.nextafter(L, R) < R)
         if not more.any():
             return L, R
         # next points: the secant estimate of the root in (L, R) and K points around it at distances

@@ -50,8 +50,8 @@ def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps, BLOCK: tl.
 @triton.jit
 def evaluate(z_ptr, lab_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, lab_ps,
              K: tl.constexpr, BLOCK: tl.constexpr):
-    """Per program and point nu_k: sum a clip(z - nu_k a) (float64), #{e < nu_k} and #{e <= nu_k} over the
-    2 breakpoints e = (z - hi) r, (z - lo) r of each coordinate."""
+    """Per program and point nu_k: sum a clip(z - nu_k a) (float64) and #{e < nu_k} over the 2 breakpoints
+    e = (z - hi) r, (z - lo) r of each coordinate."""
     blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
     lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
     offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
@@ -63,11 +63,9 @@ def evaluate(z_ptr, lab_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, lab_ps
     phi = tl.sum((a[None, :] * y).to(tl.float64), axis=1)
     mm = m[None, :]
     lt = tl.sum((mm & (ein < nu)).to(tl.int32) + (mm & (eout < nu)).to(tl.int32), axis=1)
-    le = tl.sum((mm & (ein <= nu)).to(tl.int32) + (mm & (eout <= nu)).to(tl.int32), axis=1)
     q = (p * nblk + blk) * K + ks
     tl.store(phi_ptr + q, phi)
-    tl.store(cnt_ptr + 2 * q, lt)
-    tl.store(cnt_ptr + 2 * q + 1, le)
+    tl.store(cnt_ptr + q, lt)
 
 
 @triton.jit

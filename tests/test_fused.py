@@ -96,8 +96,8 @@ def test_fused_without_box_is_the_closed_form():
 
 
 def test_fused_many_ties_terminate(monkeypatch):
-    """Half of the coordinates share one value: many breakpoints coincide with a bracket end. The count
-    of breakpoints strictly inside (#{e < R} - #{e <= L}) must not count them (else: no end of passes)."""
+    """Half of the coordinates share one value: many breakpoints coincide, more than the capacity. The
+    passes stop once no float lies strictly inside (L, R) (the count #{L <= e < R} alone would not end)."""
     monkeypatch.setattr(fused, "CAPACITY", 1)
     rng = np.random.default_rng(0)
     g = rng.integers(0, 2, 400)
