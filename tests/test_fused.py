@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
@@ -88,6 +90,25 @@ def test_fused_batched_matches_eager(shared, capacity):
     y = layers.project(Z, g, fused=True, **kw)
     assert torch.abs(y - layers.project(Z, g, **kw)).max() <= 1e-12 * (1 + Z.abs().max())
     assert torch.equal(y[1, 1], Z[1, 1].clamp(0, 1))                   # eps = 2: inside the band
+
+
+def test_fused_hypothesis(monkeypatch):
+    """Random dp instances (sizes, spreads, ties, box, eps, capacity): fused == the reference, float64."""
+    @settings(max_examples=40)
+    @given(st.integers(2, 400), st.sampled_from(["normal", "ties", "wide", "logit"]), st.sampled_from(EPSS),
+           st.sampled_from(BOUNDS), st.sampled_from([1, 3, fused.CAPACITY]), st.integers(0, 2**31 - 1))
+    def check(b, kind, eps, bounds, capacity, seed):
+        monkeypatch.setattr(fused, "CAPACITY", capacity)
+        rng = np.random.default_rng(seed)
+        g = rng.integers(0, 2, b)
+        spread, shift = {"normal": (0.3, 0.2), "ties": (0.3, 0.2), "wide": (1, 0.5), "logit": (3, 1)}[kind]
+        z = rng.normal(0.5, spread, b) + shift * g
+        if kind == "ties":
+            z = np.round(z, 1)
+        inst = dict(z=z, groups=g, metric="dp", eps=eps, bounds=bounds, targets=None, empty="drop")
+        assert np.abs(run(inst, fused=True).cpu().numpy() - reference.project(**inst)).max() <= tol64(inst)
+
+    check()
 
 
 def test_fused_without_box_is_the_closed_form():
