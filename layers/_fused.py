@@ -16,7 +16,8 @@ results, no atomics but one counter per gather) that reads z and the labels once
    the root in the bracket. The new bracket (L, R) has phi(L) > t >= phi(R) for the
    exact phi, not only for the evaluated one (:func:`_eval_error` bounds the kernel's round-off). It
    stops when at most ``CAPACITY`` breakpoints lie in [L, R) (an exact count, a bound on those strictly
-   inside) or no float lies strictly inside (many tied breakpoints at L).
+   inside), or no float lies strictly inside (many tied breakpoints at L), or a pass did not lower the
+   count (phi within round-off of t on the rest of the bracket, e.g. flat at t: no pass can resolve it).
 3. ``gather``: the coordinates with a breakpoint strictly inside (L, R) are written to a buffer; every
    other coordinate has one state on all of (L, R) (at hi, free or at lo), and the kernel returns the sums
    ``C = sum a bound + sum_free a z`` and ``S = sum_free a^2`` (float64), so that on (L, R)
@@ -124,12 +125,12 @@ def _eval_error(nu: np.ndarray, scale, nd) -> np.ndarray:
 
     Per coordinate the kernel rounds nu a, z - nu a and a y in z's dtype (unit round-off u; the clip is
     exact): |a| u (|z| + 2 |nu a| + |y|) to first order; summed with sum |a| = 2 (dp): 2 u (zmax + 2 |nu| amax
-    + ymax); the float64 sums add <= (log2 b + 2) u64 sum |a y| <= 64 u64 2 ymax. Doubled. scale = (zmax,
-    amax, ymax), each (P,)."""
+    + ymax). It adds the terms in sums of 8 in z's dtype (<= 7 u sum |a y| <= 14 u ymax), then in float64
+    (<= (log2 b + 2) u64 sum |a y| <= 64 u64 2 ymax). Doubled. scale = (zmax, amax, ymax), each (P,)."""
     zmax, amax, ymax = (x[:, None] for x in scale)
     u, u64 = np.finfo(nd).eps / 2, np.finfo(np.float64).eps / 2
     fin = np.where(np.isfinite(nu), np.abs(nu.astype(np.float64)), 0.0)
-    return 4 * u * (zmax + 2 * fin * amax + ymax) + 256 * u64 * (zmax + ymax)
+    return 4 * u * (zmax + 2 * fin * amax + 8 * ymax) + 256 * u64 * (zmax + ymax)
 
 
 def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, capacity: int | None = None):
@@ -176,20 +177,22 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     zmax = np.where(np.isfinite(zext), np.abs(zext.astype(np.float64)), 0.0).max(1)
     scale = (zmax, np.maximum(np.abs(a0), np.abs(a1)), np.full(P, max(abs(lb), abs(ub))))
     L0, R0 = _initial_bracket(tab_np, zext)
-    L, R = _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity)
+    L, R, inside = _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity)
+    room = max(1, int(np.where(active, inside, 0).max()))          # >= the coordinates inside (L, R)
     # everything off (L, R): one state on the whole bracket, summed; the few inside: gathered
     L, R = np.where(active, L, 0).astype(nd), np.where(active, R, 0).astype(nd)   # inactive: empty bracket
     part = torch.empty(P, nblk, 2, dtype=f64, device=dev)
     count = torch.zeros(P, dtype=torch.int32, device=dev)
-    buf = torch.empty(P, capacity, dtype=torch.int32, device=dev)
-    gather[grid](z, lab, tab, torch.as_tensor(np.stack([L, R], 1), device=dev), part, count, buf, b, lab_ps,
-                 capacity, BLOCK=BLOCK)
+    buf = torch.empty(P, room, dtype=torch.int32, device=dev)
+    tab64 = torch.as_tensor(tab_np.astype(np.float64), device=dev)
+    gather[grid](z, lab, tab, tab64, torch.as_tensor(np.stack([L, R], 1), device=dev), part, count, buf, b,
+                 lab_ps, room, BLOCK=BLOCK)
     host = torch.cat([part.sum(1), count[:, None].to(f64)], 1).cpu().numpy()   # a sync
     C, S, n_in = host[:, 0], host[:, 1], host[:, 2].astype(np.int64)
     u = int(n_in.max())
-    if u > capacity:
-        raise RuntimeError(f"fused dp layer: {u} coordinates inside the bracket exceed the capacity "
-                           f"{capacity} that the evaluation count allowed (a kernel defect)")
+    if u > room:
+        raise RuntimeError(f"fused dp layer: {u} coordinates inside the bracket exceed the {room} "
+                           "breakpoints that the evaluation counted there (a kernel defect)")
     idx = buf[:, :u].to(torch.int64)
     idx = torch.where(torch.arange(u, device=dev) < count[:, None], idx, b)
     idx = idx.sort(1).values                                  # deterministic order (atomics fill buf)
@@ -233,11 +236,11 @@ def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
 
 
 def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity):
-    """(L, R) (numpy, z's dtype) with phi(L) > t >= phi(R) and at most ``capacity`` breakpoints strictly
-    inside: K-point evaluation passes, the first on [L0, R0] (L0, R0 and K - 1 points evenly on the side of
-    0 that holds the root: up = phi(0) > t, so the root is >= 0), the next ones around the secant estimate
-    of the root in the bracket. The selection is certified against the kernel's round-off
-    (:func:`_eval_error`). t, active, up, scale, L0, R0: numpy (P,)."""
+    """(L, R, inside) (numpy; L, R in z's dtype) with phi(L) > t >= phi(R) and ``inside`` >= the number of
+    breakpoints strictly inside, usually <= ``capacity``: K-point evaluation passes, the first on [L0, R0]
+    (L0, R0 and K - 1 points evenly on the side of 0 that holds the root: up = phi(0) > t, so the root is
+    >= 0), the next ones around the secant estimate of the root in the bracket. The selection is certified
+    against the kernel's round-off (:func:`_eval_error`). t, active, up, scale, L0, R0: numpy (P,)."""
     _, evaluate, _, _ = _kernels()
     P, b = z.shape
     dev, nd = z.device, _np(z.dtype)
@@ -258,6 +261,7 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
     phi = torch.empty(P, grid[0], K, dtype=torch.float64, device=dev)
     cnt = torch.empty(P, grid[0], K, dtype=torch.int32, device=dev)
     searching = np.ones(P, bool)
+    inside = np.full(P, 2 * b + 1, np.int64)
     idx, rows = np.arange(K + 2), np.arange(P)
     for _ in range(MAX_PASSES):
         evaluate[grid](z, lab, consts, tab, torch.as_tensor(nu, device=dev), phi, cnt, b, lab_ps, K=K,
@@ -275,11 +279,16 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
         R = np.where(searching, pts[rows, jR], R)
         cL = np.where(searching, lt[rows, jL], cL)
         cR = np.where(searching, lt[rows, jR], cR)
-        # #{L <= e < R} bounds the number strictly inside; breakpoints tied at L (many equal z) are counted
-        # too, so a bracket with no float strictly inside (L, R) stops whatever the count
-        more = active & (cR - cL > capacity) & (np.nextafter(L, R) < R)
+        # #{L <= e < R} bounds the number strictly inside (breakpoints tied at L are counted too). Stop at
+        # <= capacity, or when no float lies strictly inside (L, R) (ties), or when a pass did not lower the
+        # count: the points left inside are those where phi is within the evaluation's round-off of t (e.g.
+        # phi = t on a whole interval, all clipped), which more passes cannot resolve; the gather then takes
+        # them all (its buffer is sized by the count)
+        shrunk = cR - cL < inside
+        inside = np.where(searching, cR - cL, inside)
+        more = active & (inside > capacity) & (np.nextafter(L, R) < R) & shrunk
         if not more.any():
-            return L, R
+            return L, R, inside
         # next points: the secant estimate of the root in (L, R) and K points around it at distances
         # (R - L) 2^-2 ... 2^-K (clamped to the bracket): a piece of phi that is nearly linear at the scale of
         # the bracket (dense breakpoints) shrinks the bracket ~2^K-fold, any other ~4-fold or better

@@ -111,6 +111,18 @@ def test_fused_hypothesis(monkeypatch):
     check()
 
 
+def test_fused_flat_at_the_target_stops(monkeypatch):
+    """eps = 0 and phi = 0 = t on a whole interval (every coordinate at lb = 0): no pass can tell points
+    there from the root, so the passes stop on a count that did not drop (they once ran to MAX_PASSES)."""
+    inst = dict(z=np.array([-2.0187952518463135, 1.6544631719589233]), groups=np.array([1, 0]), metric="dp",
+                eps=0.0, bounds=(0.0, 3.5), targets=None, empty="drop")
+    for dtype in (torch.float32, torch.float64):
+        for capacity in (1, 3):
+            monkeypatch.setattr(fused, "CAPACITY", capacity)
+            y = run(inst, dtype=dtype, fused=True)
+            assert np.abs(y.cpu().double().numpy() - reference.project(**inst)).max() <= 1e-7
+
+
 def test_fused_without_box_is_the_closed_form():
     inst = make(3, "dp", 1, 200, 0.05, None)
     assert np.abs(run(inst, fused=True).cpu().numpy() - reference.project(**inst)).max() <= tol64(inst)
@@ -137,8 +149,9 @@ def _breakpoints(z, g, b, lb, ub):
 
 @pytest.mark.parametrize("cap", [1, 3, 50])
 def test_fused_bracket_invariants(cap):
-    """After the evaluation passes: phi(L) > t >= phi(R) (phi evaluated here in float64) and at most
-    ``capacity`` breakpoints strictly inside (L, R) -- the two facts the exact finish relies on."""
+    """After the evaluation passes: phi(L) > t >= phi(R) (phi evaluated here in float64), and the count
+    that sizes the gather bounds the breakpoints strictly inside (L, R) (here <= capacity: no flat stretch)
+    -- the facts the exact finish relies on."""
     rng = np.random.default_rng(cap)
     b, eps, (lb, ub) = 2000, 0.02, (0.0, 1.0)
     g = rng.integers(0, 2, b)
@@ -153,11 +166,11 @@ def test_fused_bracket_invariants(cap):
     consts = torch.tensor([lb, ub, float("inf")], dtype=torch.float64, device=DEV)
     scale = (np.abs(z).max() * np.ones(1), np.abs(tab_np[:, :2]).max(1), np.ones(1))
     L0, R0 = fused._initial_bracket(tab_np, zext)
-    L, R = fused._bracket(zt, lab, 0, consts, torch.as_tensor(tab_np, device=DEV), np.array([-eps]), valid,
-                          ~valid, scale, L0, R0, cap)
+    L, R, inside = fused._bracket(zt, lab, 0, consts, torch.as_tensor(tab_np, device=DEV), np.array([-eps]),
+                                  valid, ~valid, scale, L0, R0, cap)
     L, R = float(L[0]), float(R[0])
     assert phi(L) > -eps >= phi(R)
-    assert np.sum((e > L) & (e < R)) <= cap
+    assert np.sum((e > L) & (e < R)) <= inside[0] <= cap
 
 
 def test_fused_gradients_match_eager():
@@ -246,8 +259,8 @@ def test_planted_fault_lost_root_raises(monkeypatch):
     bracket = fused._bracket
 
     def shifted(*args):
-        L, R = bracket(*args)
-        return R, R + (R - L)
+        L, R, inside = bracket(*args)
+        return R, R + (R - L), inside
     monkeypatch.setattr(fused, "_bracket", shifted)
     inst = make(2, "dp", 1, 300, 0.05, (0.0, 3.5))
     with pytest.raises(RuntimeError, match="does not hold the root"):
