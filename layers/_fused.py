@@ -87,6 +87,11 @@ def _kernels():
     return k.stats, k.evaluate, k.gather, k.output
 
 
+def _sub() -> int:
+    """Coordinates per chunk of the evaluation kernel: a (K, SUB) tile of 2048 (a multiple of 8)."""
+    return max(8, 2048 // K)
+
+
 def _grid(P: int, b: int) -> tuple[int, int]:
     return (-(-b // BLOCK), P)
 
@@ -265,7 +270,7 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
     idx, rows = np.arange(K + 2), np.arange(P)
     for _ in range(MAX_PASSES):
         evaluate[grid](z, lab, consts, tab, torch.as_tensor(nu, device=dev), phi, cnt, b, lab_ps, K=K,
-                       BLOCK=BLOCK)
+                       BLOCK=BLOCK, SUB=_sub())
         host = torch.cat([phi.sum(1), cnt.sum(1, dtype=torch.int64).to(torch.float64)],
                          1).cpu().numpy()                            # one transfer per pass (a sync)
         pts = np.concatenate([col(L), nu, col(R)], 1)

@@ -9,9 +9,9 @@ import triton.language as tl
 
 
 @triton.jit
-def _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK: tl.constexpr):
-    """z, a, r = 1/a, hi, lo of this program's coordinates; masked ones get a = 0."""
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
+def _row(z_ptr, lab_ptr, tab_ptr, p, offs, b, lab_ps):
+    """z, a, r = 1/a, hi, lo at coordinates ``offs`` of problem p (int64: p b may pass 2^31); coordinates
+    past b get a = 0."""
     m = offs < b
     z = tl.load(z_ptr + p * b + offs, mask=m, other=0.0)
     one = tl.load(lab_ptr + p * lab_ps + offs, mask=m, other=0) != 0
@@ -20,14 +20,14 @@ def _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK: tl.constexpr):
     r = tl.where(one, tl.load(t + 3), tl.load(t + 2))
     hi = tl.where(one, tl.load(t + 5), tl.load(t + 4))
     lo = tl.where(one, tl.load(t + 7), tl.load(t + 6))
-    return offs, m, z, a, r, hi, lo
+    return m, z, a, r, hi, lo, one
 
 
 @triton.jit
 def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps, BLOCK: tl.constexpr):
     """Per program: sums of clip(z) per group (float64), the size of group 1, min and max z per group;
     writes lab = (g != 0) as one byte."""
-    blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
+    blk, p, nblk = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.num_programs(0)
     lb, ub, big = tl.load(c_ptr), tl.load(c_ptr + 1), tl.load(c_ptr + 2)        # big = +inf
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     m = offs < b
@@ -49,23 +49,28 @@ def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps, BLOCK: tl.
 
 @triton.jit
 def evaluate(z_ptr, lab_ptr, c_ptr, tab_ptr, nu_ptr, phi_ptr, cnt_ptr, b, lab_ps,
-             K: tl.constexpr, BLOCK: tl.constexpr):
+             K: tl.constexpr, BLOCK: tl.constexpr, SUB: tl.constexpr):
     """Per program and point nu_k: sum a clip(z - nu_k a) (float64) and #{e < nu_k} over the 2 breakpoints
-    e = (z - hi) r, (z - lo) r of each coordinate."""
-    blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
+    e = (z - hi) r, (z - lo) r of each coordinate; the program's BLOCK coordinates in chunks of SUB (a
+    (K, SUB) tile: few registers per thread)."""
+    blk, p, nblk = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.num_programs(0)
     lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
-    offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
-    ein = ((z - hi) * r)[None, :]
-    eout = ((z - lo) * r)[None, :]
     ks = tl.arange(0, K)
     nu = tl.load(nu_ptr + p * K + ks)[:, None]                       # (K, 1)
-    y = tl.minimum(tl.maximum(z[None, :] - nu * a[None, :], lb), ub)
-    # sums of 8 terms in z's dtype, then float64: 8 x fewer conversions (their throughput is low on GPUs);
-    # the 8-term sums' round-off is in layers._fused._eval_error
-    part = tl.sum(tl.reshape(a[None, :] * y, (K, BLOCK // 8, 8), can_reorder=True), axis=2)
-    phi = tl.sum(part.to(tl.float64), axis=1)
-    mm = m[None, :]
-    lt = tl.sum((mm & (ein < nu)).to(tl.int32) + (mm & (eout < nu)).to(tl.int32), axis=1)
+    phi = tl.zeros((K,), dtype=tl.float64)
+    lt = tl.zeros((K,), dtype=tl.int32)
+    for s in range(0, BLOCK, SUB):
+        offs = blk * BLOCK + s + tl.arange(0, SUB)
+        m, z, a, r, hi, lo, _ = _row(z_ptr, lab_ptr, tab_ptr, p, offs, b, lab_ps)
+        ein = ((z - hi) * r)[None, :]
+        eout = ((z - lo) * r)[None, :]
+        y = tl.minimum(tl.maximum(z[None, :] - nu * a[None, :], lb), ub)
+        # sums of 8 terms in z's dtype, then float64: 8 x fewer conversions (their throughput is low on
+        # GPUs); the 8-term sums' round-off is in layers._fused._eval_error
+        part = tl.sum(tl.reshape(a[None, :] * y, (K, SUB // 8, 8), can_reorder=True), axis=2)
+        phi += tl.sum(part.to(tl.float64), axis=1)
+        mm = m[None, :]
+        lt += tl.sum((mm & (ein < nu)).to(tl.int32) + (mm & (eout < nu)).to(tl.int32), axis=1)
     q = (p * nblk + blk) * K + ks
     tl.store(phi_ptr + q, phi)
     tl.store(cnt_ptr + q, lt)
@@ -77,10 +82,10 @@ def gather(z_ptr, lab_ptr, tab_ptr, tab64_ptr, lr_ptr, sums_ptr, count_ptr, buf_
     """Coordinates with a breakpoint strictly inside (L, R) of their problem -> buf (positions by one
     atomic counter per program); per program: C = sum a bound + sum_free a z, S = sum_free a^2 (float64,
     from ``tab64``, the table in float64: one conversion per coordinate, of z) over the others."""
-    blk, p, nblk = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
+    blk, p, nblk = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.num_programs(0)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    m, z, a, r, hi, lo, one = _row(z_ptr, lab_ptr, tab_ptr, p, offs, b, lab_ps)
     t64 = tab64_ptr + p * 8
-    one = tl.load(lab_ptr + p * lab_ps + offs, mask=m, other=0) != 0
     a64 = tl.where(m, tl.where(one, tl.load(t64 + 1), tl.load(t64 + 0)), 0.0)
     hi64 = tl.where(one, tl.load(t64 + 5), tl.load(t64 + 4))
     lo64 = tl.where(one, tl.load(t64 + 7), tl.load(t64 + 6))
@@ -107,9 +112,10 @@ def gather(z_ptr, lab_ptr, tab_ptr, tab64_ptr, lr_ptr, sums_ptr, count_ptr, buf_
 @triton.jit
 def output(z_ptr, lab_ptr, c_ptr, tab_ptr, nu_ptr, y_ptr, b, lab_ps, BLOCK: tl.constexpr):
     """y = clip(z - nu a, lb, ub)."""
-    blk, p = tl.program_id(0), tl.program_id(1)
+    blk, p = tl.program_id(0), tl.program_id(1).to(tl.int64)
     lb, ub = tl.load(c_ptr), tl.load(c_ptr + 1)
-    offs, m, z, a, r, hi, lo = _row(z_ptr, lab_ptr, tab_ptr, p, blk, b, lab_ps, BLOCK)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    m, z, a, r, hi, lo, _ = _row(z_ptr, lab_ptr, tab_ptr, p, offs, b, lab_ps)
     nu = tl.load(nu_ptr + p)
     y = tl.minimum(tl.maximum(z - nu * a, lb), ub)
     tl.store(y_ptr + p * b + offs, y, mask=m)
