@@ -22,11 +22,11 @@ results, no atomics but one counter per gather) that reads z and the labels once
    other coordinate has one state on all of (L, R) (at hi, free or at lo), and the kernel returns the sums
    ``C = sum a bound + sum_free a z`` and ``S = sum_free a^2`` (float64), so that on (L, R)
    ``phi(nu) = C - S nu + phi_U(nu)``.
-4. :func:`_finish`, on the host: the gathered few are solved exactly by the sorted search of
-   :mod:`layers._rows` with that linear part added (``_Breakpoints.restrict``); the last linear piece is
-   solved from fresh sums, as in the eager layer, so the result is exact to round-off (in float64, so a
-   float32 output is within 12 u32 (1 + max|z|), independent of b: tests/test_fused.py). A fresh-sum check
-   that [L, R] holds the root raises otherwise.
+4. :func:`_finish`, on the host: the gathered few are solved exactly by the reference's sorted search
+   (``reference.projection.row_value_root`` with that linear part and the bracket as ends); the last linear
+   piece is solved from fresh sums, as in the eager layer, so the result is exact to round-off (in
+   float64, so a float32 output is within 12 u32 (1 + max|z|), independent of b: tests/test_fused.py).
+   A fresh-sum check that [L, R] holds the root raises otherwise.
 5. ``output``: ``y = clip(z - nu a, lb, ub)``.
 
 The decisions between kernels run on the host (numpy on (P, K) arrays; one transfer each way per pass).
@@ -57,11 +57,12 @@ from layers._problem import (
     resolve_device,
     scalar_or_batch,
 )
-from layers._rows import RowProject, _bracket_sorted, _Breakpoints
+from layers._rows import RowProject
+from reference.projection import row_value_root
 
 K = 16              # points per evaluation pass
 BLOCK = 1024        # coordinates per program
-CAPACITY = 1 << 16  # gather when at most this many breakpoints lie strictly inside the bracket
+CAPACITY = 2048     # gather when at most this many breakpoints lie in the bracket (the host sorts them)
 MAX_PASSES = 64     # uniform passes shrink the bracket by K + 1 each: float64 runs out of digits by ~14
 
 
@@ -204,26 +205,23 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     keep = idx < b
     idx = idx.clamp_max(b - 1)
     U = torch.cat([z.gather(1, idx).to(f64), lab.expand(P, b).gather(1, idx).to(f64), keep.to(f64)],
-                  1).cpu()                                    # the few inside, to the host
+                  1).cpu().numpy()                            # the few inside, to the host
     zU, oneU, keepU = U[:, :u], U[:, u:2 * u] != 0, U[:, 2 * u:] != 0
-    nu = _finish(zU, oneU, keepU, a0, a1, t, L, R, C, S, bounds, active, scale)
+    L64, R64 = L.astype(np.float64), R.astype(np.float64)
+    nu = _finish(zU, oneU, keepU, a0, a1, t, L64, R64, C, S, bounds, active, scale)
     return np.where(active, nu, 0.0), active, up, tab, lab
 
 
 def _finish(zU, oneU, keepU, a0, a1, t, L, R, C, S, bounds, active, scale) -> np.ndarray:
-    """On the host: nu (P,) from the gathered coordinates (zU, oneU = group 1, keepU = not padding; (P, u)
-    CPU tensors) and the sums C, S of the others, exactly: the sorted search of :mod:`layers._rows` restricted
-    to [L, R] with the linear part C - S nu (:meth:`layers._rows._Breakpoints.restrict`), in float64."""
-    f64 = torch.float64
-    tt, L64, R64, Ct, St = (torch.as_tensor(x, dtype=f64) for x in (t, L, R, C, S))
-    aU = torch.where(oneU, torch.as_tensor(a1)[:, None], torch.as_tensor(a0)[:, None])
-    aU = torch.where(keepU, aU, 0.0)
-    bp = _Breakpoints(zU, aU, bounds, dense=False)
-    bp.restrict(L64, R64, Ct, St)
-    lo, hi = _bracket_sorted(bp, tt)
-    nu = bp.solve(tt, lo, hi)
-    _check_bracket(zU, aU, bounds, Ct, St, L64, R64, tt, torch.as_tensor(active), scale)
-    return nu.numpy()
+    """On the host: nu (P,) float64 from the gathered coordinates (zU, oneU = in group 1, keepU = not padding;
+    (P, u) numpy) and the sums C, S of the others, exactly: ``reference.projection.row_value_root`` on
+    [L, R] with the linear part C - S nu (sorted breakpoints, the last piece solved from fresh sums)."""
+    aU = np.where(keepU, np.where(oneU, a1[:, None], a0[:, None]), 0.0)
+    nu = np.zeros(len(t))
+    for p in np.flatnonzero(active):
+        nu[p] = row_value_root(zU[p], aU[p], t[p], bounds, linear=(C[p], S[p]), ends=(L[p], R[p]))
+    _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale)
+    return nu
 
 
 def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
@@ -231,11 +229,12 @@ def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
     [L, R]), up to float64 round-off (1024 u64 (zmax + ymax + 1)): a bracket that lost the root would give
     a wrong nu silently (the final clamp to [L, R]); the certified selection makes it a defect."""
     def phi(nu):
-        nu = torch.where(torch.isfinite(nu), nu, 0.0)
-        return C - S * nu + (aU * (zU - nu[:, None] * aU).clamp(*bounds)).sum(1)
-    tol = 1024 * (np.finfo(np.float64).eps / 2) * torch.as_tensor(scale[0] + scale[2] + 1)
-    ok = (~torch.isfinite(L) | (phi(L) >= t - tol)) & (~torch.isfinite(R) | (phi(R) <= t + tol))
-    if not bool((ok | ~active).all()):
+        nu = np.where(np.isfinite(nu), nu, 0.0)
+        return C - S * nu + (aU * np.clip(zU - nu[:, None] * aU, *bounds)).sum(1)
+    tol = 1024 * (np.finfo(np.float64).eps / 2) * (scale[0] + scale[2] + 1)
+    with np.errstate(invalid="ignore"):
+        ok = (~np.isfinite(L) | (phi(L) >= t - tol)) & (~np.isfinite(R) | (phi(R) <= t + tol))
+    if not (ok | ~active).all():
         raise RuntimeError("fused dp layer: the bracket does not hold the root (phi(L) < t or phi(R) > t "
                            "in fresh float64 sums): a defect of the evaluation pass or its error bound")
 
@@ -261,8 +260,6 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
     even[:, 0], even[:, -1] = lo, hi
     first = np.where(col(up), np.concatenate([col(L0), even], 1), np.concatenate([even, col(R0)], 1))
     nu = np.where(active[:, None], first, 0).astype(nd)
-    half = 2.0 ** -np.arange(2, K + 1, 2)                              # 1/4 ... 2^-K
-    spread = np.concatenate([-half, half[::-1]])                       # sorted offsets around the estimate
     phi = torch.empty(P, grid[0], K, dtype=torch.float64, device=dev)
     cnt = torch.empty(P, grid[0], K, dtype=torch.int32, device=dev)
     searching = np.ones(P, bool)
@@ -294,18 +291,42 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
         more = active & (inside > capacity) & (np.nextafter(L, R) < R) & shrunk
         if not more.any():
             return L, R, inside
-        # next points: the secant estimate of the root in (L, R) and K points around it at distances
-        # (R - L) 2^-2 ... 2^-K (clamped to the bracket): a piece of phi that is nearly linear at the scale of
-        # the bracket (dense breakpoints) shrinks the bracket ~2^K-fold, any other ~4-fold or better
-        with np.errstate(all="ignore"):
-            fL, fR = vals[rows, jL], vals[rows, jR]
-            L64, w = L.astype(np.float64), R.astype(np.float64) - L
-            est = L64 + w * np.nan_to_num(np.clip((fL - t) / (fL - fR), 0, 1), nan=0.5)
-            inner = np.minimum(np.maximum(col(est) + col(w) * spread, col(L64)), col(R.astype(np.float64)))
+        inner = _next_points(pts.astype(np.float64), vals, jL, jR, t)
         nu = np.where(more[:, None], inner, 0).astype(nd)
         searching = more
     raise RuntimeError(f"fused dp layer: the bracket did not narrow to {capacity} breakpoints in "
                        f"{MAX_PASSES} passes")
+
+
+def _next_points(pts, vals, jL, jR, t) -> np.ndarray:
+    """(P, K) points for the next pass in the bracket (L, R) = (pts[jL], pts[jR]): an estimate of the root
+    and points around it at distances d 2^(1 - 2i), i = 0 .. K/2 - 1 (clamped to the bracket), where d is
+    the estimate's likely error. Estimate: inverse quadratic interpolation of phi through L, R and the
+    nearer evaluated neighbour (phi is nearly smooth at the scale of a bracket that holds many breakpoints),
+    d = its distance to the secant estimate; where that fails (no finite neighbour, an estimate outside the
+    bracket), the secant estimate with d = (R - L) / 4. Points are evaluated in any case, so a poor estimate
+    costs a pass, never correctness."""
+    P = pts.shape[0]
+    rows = np.arange(P)
+    L, R, fL, fR = pts[rows, jL], pts[rows, jR], vals[rows, jL], vals[rows, jR]
+    with np.errstate(all="ignore"):
+        w = R - L
+        secant = L + w * np.nan_to_num(np.clip((fL - t) / (fL - fR), 0, 1), nan=0.5)
+        jl, jr = np.maximum(jL - 1, 0), np.minimum(jR + 1, pts.shape[1] - 1)   # the neighbours outside
+        left_ok = (jL > 0) & np.isfinite(vals[rows, jl])
+        right_ok = (jR + 1 < pts.shape[1]) & np.isfinite(vals[rows, jr])
+        nearer_right = right_ok & (~left_ok | (pts[rows, jr] - R < L - pts[rows, jl]))
+        jN = np.where(nearer_right, jr, jl)
+        xN, fN = pts[rows, jN], vals[rows, jN]
+        y0, y1, y2 = fL - t, fR - t, fN - t                            # inverse interpolation nu(phi) at t
+        iqi = (L * y1 * y2 / ((y0 - y1) * (y0 - y2)) + R * y0 * y2 / ((y1 - y0) * (y1 - y2))
+               + xN * y0 * y1 / ((y2 - y0) * (y2 - y1)))
+        ok = np.isfinite(iqi) & (iqi > L) & (iqi < R) & (left_ok | right_ok)
+        est = np.where(ok, iqi, secant)
+        d = np.where(ok, np.maximum(np.abs(iqi - secant), w * 2.0 ** -40), w / 4)
+        half = 2.0 ** (1 - 2 * np.arange(K // 2))
+        offsets = d[:, None] * np.concatenate([-half, half[::-1]])[None, :]
+        return np.minimum(np.maximum(est[:, None] + offsets, L[:, None]), R[:, None])
 
 
 def output(z, lab, bounds, nu: np.ndarray, tab) -> torch.Tensor:

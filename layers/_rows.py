@@ -85,14 +85,6 @@ class _Breakpoints:
         self.d = torch.sub(self.az[:, None, :], self.ahl).mul_(sign)
         self.s = self.a2[:, None, :] * minus_sign
         self.phi_min_inf = self.ahl[:, 0].sum(-1)                     # phi(nu) below every breakpoint
-        self.ends = self.linear = None
-
-    def restrict(self, L, R, C, S):
-        """Search only [L, R] (N,), for ``phi(nu) + C - S nu`` (C, S (N,): the coordinates left out, each
-        in one state on all of (L, R); used by :mod:`layers._fused`): breakpoints are clamped to [L, R]
-        (no state changes on (L, R); phi stays continuous) and the bracket is padded with L, R."""
-        self.e = self.e.clamp(L[:, None, None], R[:, None, None])
-        self.ends, self.linear = (L[:, None], R[:, None]), (C, S)
 
     def solve(self, target, L, R):
         """The root on a bracket (L, R) holding no breakpoint strictly inside: phi is linear there and its
@@ -103,8 +95,6 @@ class _Breakpoints:
         at_bound = torch.where(hi_state, self.ahl[:, 0], self.ahl[:, 1])
         num = torch.where(free, self.az, at_bound).sum(-1) - target
         den = torch.where(free, self.a2, 0.0).sum(-1)
-        if self.linear is not None:
-            num, den = num + self.linear[0], den + self.linear[1]
         sloped = den > 0
         nu = torch.clamp(num / torch.where(sloped, den, 1.0), L, R)
         flat = torch.where(L > -float("inf"), L, R)        # phi constant on the piece: its finite end
@@ -119,12 +109,8 @@ def _bracket_sorted(bp: _Breakpoints, target):
     beta = bp.s.flatten(1).gather(-1, order).cumsum(-1)
     # phi at each breakpoint (continuous) = phi_min_inf + alpha + beta ev; nonincreasing, so the first
     # breakpoint with phi <= target is number k (0-based) and the bracket is (ev[k - 1], ev[k]), padded
-    level = target - bp.phi_min_inf
-    if bp.linear is not None:
-        level, beta = level - bp.linear[0], beta - bp.linear[1][:, None]
-    k = (torch.addcmul(alpha, beta, ev) > level[:, None]).sum(-1, keepdim=True)
-    lo, hi = bp.ends if bp.ends is not None else (bp.infs[:1].expand(N, 1), bp.infs[1:].expand(N, 1))
-    padded = torch.cat([lo, ev, hi], -1)
+    k = (torch.addcmul(alpha, beta, ev) > (target - bp.phi_min_inf)[:, None]).sum(-1, keepdim=True)
+    padded = torch.cat([bp.infs[:1].expand(N, 1), ev, bp.infs[1:].expand(N, 1)], -1)
     return padded.gather(-1, k).squeeze(-1), padded.gather(-1, k + 1).squeeze(-1)
 
 

@@ -139,43 +139,49 @@ def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
 
 # ------------------------------------------------------------------------------------ breakpoint search
 
-def row_value_root(z: np.ndarray, a: np.ndarray, target: float, bounds) -> float:
-    """The ``nu`` with ``a^T clip(z - nu a, lb, ub) = target`` (``phi`` nonincreasing), exactly.
+def row_value_root(z: np.ndarray, a: np.ndarray, target: float, bounds, *, linear=(0.0, 0.0),
+                   ends=(-np.inf, np.inf)) -> float:
+    """The ``nu`` with ``a^T clip(z - nu a, lb, ub) + C - S nu = target`` (``phi`` nonincreasing), exactly.
 
     ``target`` must lie in the range of ``phi`` (guaranteed by the feasibility check of the rows).
-    Only coordinates with ``a_i != 0`` matter. Without a box: ``nu = (a^T z - target) / ||a||^2``.
+    Only coordinates with ``a_i != 0`` matter. Without a box: ``nu = (a^T z + C - target) / (||a||^2 + S)``.
+    ``linear = (C, S)`` and ``ends = (L, R)`` (default 0 and the whole line): the root is sought in [L, R]
+    only, the row's other coordinates -- each in one state on all of (L, R) -- summed into ``C - S nu``
+    (``layers._fused`` gathers the few coordinates with a breakpoint inside its bracket and solves them here).
     """
     s = a != 0
     zs, av = z[s], a[s]
+    C, S = linear
+    L, R = ends
     if bounds is None:
-        return float((av @ zs - target) / (av @ av))
+        return float((av @ zs + C - target) / (av @ av + S))
     lb, ub = bounds
     t_ub, t_lb = (zs - ub) / av, (zs - lb) / av
     nu_in, nu_out = np.minimum(t_ub, t_lb), np.maximum(t_ub, t_lb)  # coordinate i free on (nu_in, nu_out)
     hi_val = np.where(av > 0, ub, lb)   # y_i for nu -> -inf
     lo_val = np.where(av > 0, lb, ub)   # y_i for nu -> +inf
-    events = np.concatenate([nu_in, nu_out])
+    events = np.clip(np.concatenate([nu_in, nu_out]), L, R)     # outside [L, R]: the same states on (L, R)
     d_alpha = np.concatenate([av * zs - av * hi_val, av * lo_val - av * zs])
     d_beta = np.concatenate([-av * av, av * av])
     order = np.argsort(events, kind="stable")
     ev = events[order]
-    alpha = av @ hi_val + np.cumsum(d_alpha[order])
-    beta = np.cumsum(d_beta[order])
+    alpha = av @ hi_val + C + np.cumsum(d_alpha[order])
+    beta = np.cumsum(d_beta[order]) - S
     phi = alpha + beta * ev                       # phi at each breakpoint (continuous)
     k = int(np.searchsorted(-phi, -target, side="left"))  # first breakpoint with phi <= target
-    if k == 0:
-        return float(ev[0])                       # target = max phi: any nu <= ev[0]
-    if k == len(ev):
-        return float(ev[-1])                      # target = min phi: any nu >= ev[-1]
-    left, right = ev[k - 1], ev[k]
-    mid = 0.5 * (left + right)
+    padded = np.concatenate([[L], ev, [R]])
+    left, right = padded[k], padded[k + 1]        # the root's piece; k = 0 or len(ev): up to an end
+    if np.isfinite(left) and np.isfinite(right):
+        mid = 0.5 * (left + right)
+    else:
+        mid = right - 1.0 if np.isfinite(right) else left + 1.0
     free = (nu_in < mid) & (nu_out > mid)         # the segment's free set
-    if not free.any():
-        return float(left)
     fixed_val = np.where(nu_in >= mid, hi_val, lo_val)
-    num = av[free] @ zs[free] + av[~free] @ fixed_val[~free] - target
-    nu = num / (av[free] @ av[free])
-    return float(np.clip(nu, left, right))
+    den = av[free] @ av[free] + S
+    if den == 0:                                  # phi constant on the piece (= target): its finite end
+        return float(left if np.isfinite(left) else right)
+    num = av[free] @ zs[free] + av[~free] @ fixed_val[~free] + C - target
+    return float(np.clip(num / den, left, right))
 
 
 def _separable_nu(z: np.ndarray, C: Constraints) -> np.ndarray:
