@@ -140,6 +140,33 @@ def test_l7_box_form_is_clip_of_shift_along_a(seed):
     np.testing.assert_allclose(res.mu[0], 2 * nu, atol=1e-8 * max(1, abs(nu)))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_row_value_root_restricted_to_a_bracket(seed):
+    """``linear`` and ``ends`` (layers._fused's exact finish): the coordinates with a breakpoint inside a
+    bracket [L, R] around the root, the others summed into C - S nu by their state on (L, R), give the same
+    root as the whole row; so does the whole row with ends only."""
+    rng = np.random.default_rng(seed)
+    b, bounds = 400, (0.0, 1.0)
+    a = np.where(rng.random(b) < 0.5, 1 / 200, -1 / 200)
+    z = rng.normal(0.5, 0.4, b) + 0.3 * (a < 0)
+    target = -0.05
+    nu = row_value_root(z, a, target, bounds)
+    e_in, e_out = np.minimum((z - 1) / a, z / a), np.maximum((z - 1) / a, z / a)
+    L, R = nu - rng.uniform(1, 20), nu + rng.uniform(1, 20)
+    inside = ((e_in > L) & (e_in < R)) | ((e_out > L) & (e_out < R))
+    assert 0 < inside.sum() < b
+    at_hi, at_lo = ~inside & (e_in >= R), ~inside & (e_out <= L)
+    free = ~inside & ~at_hi & ~at_lo
+    hi, lo = np.where(a > 0, 1.0, 0.0), np.where(a > 0, 0.0, 1.0)
+    C = a[at_hi] @ hi[at_hi] + a[at_lo] @ lo[at_lo] + a[free] @ z[free]
+    S = a[free] @ a[free]
+    restricted = row_value_root(z[inside], a[inside], target, bounds, linear=(C, S), ends=(L, R))
+    assert abs(restricted - nu) <= 1e-10 * max(1, abs(nu))
+    assert abs(row_value_root(z, a, target, bounds, ends=(L, R)) - nu) <= 1e-10 * max(1, abs(nu))
+    nothing_inside = row_value_root(z[:0], a[:0], target, bounds, linear=(C, S), ends=(L, R))
+    assert nothing_inside == np.clip((C - target) / S, L, R)        # the linear part alone
+
+
 # ------------------------------------------------------------------------------------ penalized step
 
 @pytest.mark.cvxpy
