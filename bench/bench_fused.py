@@ -49,7 +49,7 @@ def kernel_times(z, g, dev, repeats: int) -> dict:
     nu, active, up, tab, lab = fused.solve_dp(z, g, eps, BOX)
     tab64 = tab.to(f64)
     out_f = torch.empty(P, nblk, 2, dtype=f64, device=dev)
-    out_i = torch.empty(P, nblk, dtype=torch.int32, device=dev)
+    out_i = torch.empty(P, nblk, 3, dtype=torch.int32, device=dev)
     out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
     nu_t = torch.as_tensor(nu, dtype=dt, device=dev)
     pts = (nu_t[:, None] + torch.linspace(-1, 1, fused.K, device=dev, dtype=dt)).contiguous()

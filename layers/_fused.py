@@ -161,14 +161,14 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     lab_ps = 0 if g.shape[0] == 1 else b
     lab = torch.empty(g.shape, dtype=torch.uint8, device=dev)
     out_f = torch.empty(P, nblk, 2, dtype=f64, device=dev)
-    out_i = torch.empty(P, nblk, dtype=torch.int32, device=dev)
+    out_i = torch.empty(P, nblk, 3, dtype=torch.int32, device=dev)
     out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
     stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=BLOCK)
-    host = torch.cat([out_f.sum(1), out_i.sum(1, dtype=torch.int64)[:, None].to(f64),
+    host = torch.cat([out_f.sum(1), out_i.sum(1, dtype=torch.int64).to(f64),
                       out_m[:, :, 0::2].amin(1).to(f64), out_m[:, :, 1::2].amax(1).to(f64),
                       eps.detach().to(f64)[:, None]], 1).cpu().numpy()      # one transfer (a sync)
-    sums, n1, e64 = host[:, 0:2], host[:, 2].astype(np.int64), host[:, 7]
-    zext = host[:, [3, 5, 4, 6]].astype(nd)                                 # (min0, max0, min1, max1)
+    sums, n1, nfree, e64 = host[:, 0:2], host[:, 2].astype(np.int64), host[:, 3:5], host[:, 9]
+    zext = host[:, [5, 7, 6, 8]].astype(nd)                                 # (min0, max0, min1, max1)
     tab_np, valid = _table(n1, b, (lb, ub), nd)
     a0, a1 = tab_np[:, 0].astype(np.float64), tab_np[:, 1].astype(np.float64)
     phi0 = a0 * sums[:, 0] + a1 * sums[:, 1]                                # a^T clip(z)
@@ -183,7 +183,9 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     zmax = np.where(np.isfinite(zext), np.abs(zext.astype(np.float64)), 0.0).max(1)
     scale = (zmax, np.maximum(np.abs(a0), np.abs(a1)), np.full(P, max(abs(lb), abs(ub))))
     L0, R0 = _initial_bracket(tab_np, zext)
-    L, R, inside = _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity)
+    with np.errstate(all="ignore"):                  # Newton's step from 0 on phi's slope there
+        newton = (phi0 - t) / (nfree[:, 0] * a0 * a0 + nfree[:, 1] * a1 * a1)
+    L, R, inside = _bracket(z, lab, lab_ps, consts, tab, t, active, up, newton, scale, L0, R0, capacity)
     room = max(1, int(np.where(active, inside, 0).max()))          # >= the coordinates inside (L, R)
     # everything off (L, R): one state on the whole bracket, summed; the few inside: gathered
     L, R = np.where(active, L, 0).astype(nd), np.where(active, R, 0).astype(nd)   # inactive: empty bracket
@@ -239,12 +241,14 @@ def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
                            "in fresh float64 sums): a defect of the evaluation pass or its error bound")
 
 
-def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity):
+def _bracket(z, lab, lab_ps, consts, tab, t, active, up, newton, scale, L0, R0, capacity):
     """(L, R, inside) (numpy; L, R in z's dtype) with phi(L) > t >= phi(R) and ``inside`` >= the number of
-    breakpoints strictly inside, usually <= ``capacity``: K-point evaluation passes, the first on [L0, R0]
-    (L0, R0 and K - 1 points evenly on the side of 0 that holds the root: up = phi(0) > t, so the root is
-    >= 0), the next ones around the secant estimate of the root in the bracket. The selection is certified
-    against the kernel's round-off (:func:`_eval_error`). t, active, up, scale, L0, R0: numpy (P,)."""
+    breakpoints strictly inside, usually <= ``capacity``: K-point evaluation passes. The first: L0, R0 and
+    K - 2 points on the side of 0 that holds the root (up = phi(0) > t: the root is >= 0), around Newton's
+    step from 0 (``newton``; within ~1% of the root on the benchmark's data) at distances |newton| 4^-i / 4,
+    i = 0 .. K/2 - 2, or evenly where there is no Newton step (nothing free at 0); the next ones around an
+    estimate in the bracket (:func:`_next_points`). The selection is certified against the kernel's
+    round-off (:func:`_eval_error`). t, active, up, newton, scale, L0, R0: numpy (P,)."""
     _, evaluate, _, _ = _kernels()
     P, b = z.shape
     dev, nd = z.device, _np(z.dtype)
@@ -255,10 +259,13 @@ def _bracket(z, lab, lab_ps, consts, tab, t, active, up, scale, L0, R0, capacity
     cL, cR = np.zeros(P, np.int64), np.full(P, 2 * b, np.int64)        # #{e < L}, #{e < R}
     lo = np.where(up, np.minimum(np.maximum(L0, 0), R0), L0).astype(nd)
     hi = np.where(up, R0, np.maximum(np.minimum(R0, 0), L0)).astype(nd)
-    even = (lo.astype(np.float64)[:, None] + (hi.astype(np.float64) - lo)[:, None]
-            * (np.arange(K - 1) / (K - 2))).astype(nd)
-    even[:, 0], even[:, -1] = lo, hi
-    first = np.where(col(up), np.concatenate([col(L0), even], 1), np.concatenate([even, col(R0)], 1))
+    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
+    even = lo64[:, None] + (hi64 - lo64)[:, None] * (np.arange(K - 2) / (K - 3))
+    quarter = 4.0 ** -np.arange(1, K // 2)
+    with np.errstate(invalid="ignore"):                 # no Newton step (inf, nan): the even points
+        around = col(newton) + col(np.abs(newton)) * np.concatenate([-quarter, quarter[::-1]])
+        inner = np.where(col(np.isfinite(newton)), np.minimum(np.maximum(around, col(lo64)), col(hi64)), even)
+    first = np.concatenate([col(L0), inner.astype(nd), col(R0)], 1)
     nu = np.where(active[:, None], first, 0).astype(nd)
     phi = torch.empty(P, grid[0], K, dtype=torch.float64, device=dev)
     cnt = torch.empty(P, grid[0], K, dtype=torch.int32, device=dev)

@@ -25,8 +25,8 @@ def _row(z_ptr, lab_ptr, tab_ptr, p, offs, b, lab_ps):
 
 @triton.jit
 def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps, BLOCK: tl.constexpr):
-    """Per program: sums of clip(z) per group (float64), the size of group 1, min and max z per group;
-    writes lab = (g != 0) as one byte."""
+    """Per program: sums of clip(z) per group (float64), the size of group 1 and the number of coordinates
+    strictly inside the box per group, min and max z per group; writes lab = (g != 0) as one byte."""
     blk, p, nblk = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.num_programs(0)
     lb, ub, big = tl.load(c_ptr), tl.load(c_ptr + 1), tl.load(c_ptr + 2)        # big = +inf
     offs = blk * BLOCK + tl.arange(0, BLOCK)
@@ -40,7 +40,10 @@ def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps, BLOCK: tl.
     q = p * nblk + blk
     tl.store(out_f + 2 * q, tl.sum(tl.where(in0, zc, 0.0), axis=0))
     tl.store(out_f + 2 * q + 1, tl.sum(tl.where(in1, zc, 0.0), axis=0))
-    tl.store(out_i + q, tl.sum(in1.to(tl.int32), axis=0))
+    free = (z > lb) & (z < ub)
+    tl.store(out_i + 3 * q, tl.sum(in1.to(tl.int32), axis=0))
+    tl.store(out_i + 3 * q + 1, tl.sum((in0 & free).to(tl.int32), axis=0))
+    tl.store(out_i + 3 * q + 2, tl.sum((in1 & free).to(tl.int32), axis=0))
     tl.store(out_m + 4 * q, tl.min(tl.where(in0, z, big), axis=0))
     tl.store(out_m + 4 * q + 1, tl.max(tl.where(in0, z, -big), axis=0))
     tl.store(out_m + 4 * q + 2, tl.min(tl.where(in1, z, big), axis=0))

@@ -167,7 +167,7 @@ def test_fused_bracket_invariants(cap):
     scale = (np.abs(z).max() * np.ones(1), np.abs(tab_np[:, :2]).max(1), np.ones(1))
     L0, R0 = fused._initial_bracket(tab_np, zext)
     L, R, inside = fused._bracket(zt, lab, 0, consts, torch.as_tensor(tab_np, device=DEV), np.array([-eps]),
-                                  valid, ~valid, scale, L0, R0, cap)
+                                  valid, ~valid, np.array([np.nan]), scale, L0, R0, cap)
     L, R = float(L[0]), float(R[0])
     assert phi(L) > -eps >= phi(R)
     assert np.sum((e > L) & (e < R)) <= inside[0] <= cap
