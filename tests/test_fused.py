@@ -228,6 +228,15 @@ def test_fused_passes_at_the_benchmark_ratio():
     assert all(r["passes"] <= 2 for r in rows)
 
 
+def test_planted_fault_first_pass_without_newton_breaks_the_pass_pin(monkeypatch):
+    """The first pass spread evenly (no Newton step): 3 passes on every distribution, so the pin fails."""
+    from bench.fused_passes import run
+
+    bracket = fused._bracket
+    monkeypatch.setattr(fused, "_bracket", lambda *args: bracket(*args[:8], args[8] * np.nan, *args[9:]))
+    assert max(r["passes"] for r in run(40_000, 1, seeds=1)) > 2
+
+
 # Planted faults: the agreement check above must catch a fused solve that is wrong in either half.
 
 def _worst_error(n_seeds=12) -> float:
