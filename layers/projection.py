@@ -144,12 +144,12 @@ class FairnessLayer(torch.nn.Module):
     """``nn.Module`` wrapper of :func:`project`: ``FairnessLayer(metric, eps, bounds)(z, groups, targets)``.
 
     eps may be a number, a tensor or an ``nn.Parameter`` (then learned: the layer is differentiable
-    in eps). Appending it to a network makes its outputs satisfy the constraints on every batch.
+    in eps); ``fused=True`` as in :func:`project`. Appending it to a network makes its outputs satisfy the constraints on every batch.
     """
 
-    def __init__(self, metric: str, eps, bounds=None, *, empty: str = "raise"):
+    def __init__(self, metric: str, eps, bounds=None, *, empty: str = "raise", fused: bool = False):
         super().__init__()
-        self.metric, self.bounds, self.empty = metric, bounds, empty
+        self.metric, self.bounds, self.empty, self.fused = metric, bounds, empty, fused
         if isinstance(eps, torch.nn.Parameter):
             self.eps = eps
         elif isinstance(eps, torch.Tensor):
@@ -159,7 +159,8 @@ class FairnessLayer(torch.nn.Module):
 
     def forward(self, z: torch.Tensor, groups, targets=None) -> torch.Tensor:
         return project(z, groups, metric=self.metric, eps=self.eps, bounds=self.bounds, targets=targets,
-                       empty=self.empty)
+                       empty=self.empty, fused=self.fused)
 
     def extra_repr(self) -> str:
-        return f"metric={self.metric!r}, eps={self.eps}, bounds={self.bounds}, empty={self.empty!r}"
+        return (f"metric={self.metric!r}, eps={self.eps}, bounds={self.bounds}, empty={self.empty!r}"
+                + (", fused=True" if self.fused else ""))

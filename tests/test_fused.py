@@ -191,6 +191,14 @@ def test_fused_gradients_match_eager():
     assert torch.autograd.gradcheck(f, (z, e), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
+def test_fairness_layer_fused():
+    inst = make(4, "dp", 1, 300, 0.05, (0.0, 1.0))
+    z, g = torch.tensor(inst["z"], device=DEV), torch.as_tensor(inst["groups"], device=DEV)
+    layer = layers.FairnessLayer("dp", 0.05, (0.0, 1.0), fused=True)
+    assert "fused=True" in repr(layer)
+    assert torch.abs(layer(z, g) - layers.FairnessLayer("dp", 0.05, (0.0, 1.0))(z, g)).max() <= tol64(inst)
+
+
 def test_fused_errors():
     inst = make(0, "dp", 1, 20, 0.05, (0.0, 1.0))
     with pytest.raises(ValueError, match="fused=True supports metric 'dp'"):
