@@ -144,7 +144,8 @@ class FairnessLayer(torch.nn.Module):
     """``nn.Module`` wrapper of :func:`project`: ``FairnessLayer(metric, eps, bounds)(z, groups, targets)``.
 
     eps may be a number, a tensor or an ``nn.Parameter`` (then learned: the layer is differentiable
-    in eps); ``fused=True`` as in :func:`project`. Appending it to a network makes its outputs satisfy the constraints on every batch.
+    in eps); ``fused=True`` as in :func:`project`. Appending it to a network makes its outputs satisfy
+    the constraints on every batch.
     """
 
     def __init__(self, metric: str, eps, bounds=None, *, empty: str = "raise", fused: bool = False):
