@@ -48,7 +48,7 @@ from reference.constraints import build_constraints
 
 EPS, BOX = 0.05, (0.0, 1.0)
 SIZES = [256, 2000, 16384, 100_000, 1_000_000, 10_000_000, 100_000_000]
-FUSED_MIN_B = 100_000          # CUDA: also time layers.project(fused=True) from this b on
+FUSED_MIN_B = 100_000          # --fused (default on CUDA): time layers.project(fused=True) from this b on
 
 
 def cvx_missing() -> str | None:
@@ -156,15 +156,16 @@ def bench_sizes(args, out: dict) -> None:
             row[f"ours_{args.device}_{name}_fwd_s"] = timer(ours_fn(z, g, v, backward=False), dev, r)
             row[f"floor_{args.device}_{name}_fwdbwd_s"] = timer(floor_fn(z, v), dev, r)
             row[f"ours_{args.device}_{name}_violation"] = violation(z, g)
-            if dev.type == "cuda" and b >= FUSED_MIN_B:      # the Triton forward (layers._fused)
+            if args.fused and b >= args.fused_min_b:       # the Triton forward (layers._fused)
                 fwd = functools.partial(ours_fn, z, g, v, backward=False)
+                dv = args.device
                 try:
-                    row[f"fused_cuda_{name}_fwd_s"] = timer(fwd(fused=True, check=False), dev, r)
-                    row[f"fused_cuda_{name}_fwd_checked_s"] = timer(fwd(fused=True), dev, r)
-                    row[f"fused_cuda_{name}_violation"] = violation(z, g, fused=True)
-                    row[f"ours_cuda_{name}_fwd_nocheck_s"] = timer(fwd(check=False), dev, r)
+                    row[f"fused_{dv}_{name}_fwd_s"] = timer(fwd(fused=True, check=False), dev, r)
+                    row[f"fused_{dv}_{name}_fwd_checked_s"] = timer(fwd(fused=True), dev, r)
+                    row[f"fused_{dv}_{name}_violation"] = violation(z, g, fused=True)
+                    row[f"ours_{dv}_{name}_fwd_nocheck_s"] = timer(fwd(check=False), dev, r)
                 except Exception as e:                      # recorded, not hidden: the rest still runs
-                    row[f"fused_cuda_{name}_error"] = repr(e)[:500]
+                    row[f"fused_{dv}_{name}_error"] = repr(e)[:500]
             if dev.type == "cuda" and dtype == torch.float32:
                 row["copy_f32_s"] = timer(lambda z=z: z.clone(), dev, r)
                 row["fwd_over_copy"] = row[f"ours_{args.device}_{name}_fwd_s"] / row["copy_f32_s"]
@@ -298,7 +299,15 @@ def main(argv=None) -> dict:
     p.add_argument("--only-accuracy", action="store_true", help="skip the timings")
     p.add_argument("--json", default=None, help="write all results to this file")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time layers.project(fused=True) (default: on CUDA only; on the CPU it runs in "
+                        "Triton's interpreter, a check of the script, not a timing)")
+    p.add_argument("--fused-min-b", type=int, default=FUSED_MIN_B)
     args = p.parse_args(argv)
+    if args.fused is None:
+        args.fused = args.device == "cuda"
+    if args.fused and args.device == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")      # before layers._fused imports triton
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -50,7 +50,8 @@ elif [ "$SMOKE" = 1 ]; then
     part tests_cuda 120 "$PY" -m pytest -q -rs -m cuda tests/test_layers_cuda.py tests/test_online.py \
         --junitxml "$OUT/pytest_cuda.xml"
     part bench_layers 120 "$PY" -m bench.bench_layers --device cpu --sizes 256 2000 20000 --repeats 3 \
-        --cvx-repeats 1 --cvx-max 256 --no-batched --threads 1 --json "$OUT/bench_layers_smoke.json"
+        --cvx-repeats 1 --cvx-max 256 --no-batched --threads 1 --fused --fused-min-b 20000 \
+        --json "$OUT/bench_layers_smoke.json"
     part bench_online 120 "$PY" -m bench.bench_online --device cpu --seeds 4 --steps 20 --T 1000 \
         --parts eager graph reference --json "$OUT/bench_online_smoke.json"
     part bench_fused 120 "$PY" -m bench.bench_fused --device cpu --b 20000 --K 8 --repeats 1 \
