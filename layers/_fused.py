@@ -65,7 +65,7 @@ from reference.projection import row_value_root
 K = 16              # points per evaluation pass
 BLOCK = 1024        # coordinates per program
 CAPACITY = 2048     # gather when at most this many breakpoints lie in the bracket (the host sorts them)
-MAX_PASSES = 64     # uniform passes shrink the bracket by K + 1 each: float64 runs out of digits by ~14
+MAX_PASSES = 64     # a safety stop: passes end when the count stops dropping, 1-2 passes on ordinary data
 
 
 def available() -> bool:
