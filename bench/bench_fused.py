@@ -62,12 +62,15 @@ def kernel_times(z, g, dev, repeats: int) -> dict:
     y = torch.empty_like(z)
     lab_ps = 0 if lab.shape[0] == 1 else b
     run = {
-        "stats": lambda: stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=fused.BLOCK),
+        "stats": lambda: stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=fused.BLOCK,
+                                     CHUNK=fused.CHUNK),
         "evaluate": lambda: evaluate[grid](z, lab, consts, tab, pts, phi, cnt, b, lab_ps, K=fused.K,
                                            BLOCK=fused.BLOCK, SUB=fused._sub()),
         "gather": lambda: (count.zero_(), gather[grid](z, lab, tab, tab64, lr, part, count, buf, b,
-                                                       lab_ps, fused.CAPACITY, BLOCK=fused.BLOCK)),
-        "output": lambda: output[grid](z, lab, consts, tab, nu_t, y, b, lab_ps, BLOCK=fused.BLOCK),
+                                                       lab_ps, fused.CAPACITY, BLOCK=fused.BLOCK,
+                                                       CHUNK=fused.CHUNK)),
+        "output": lambda: output[grid](z, lab, consts, tab, nu_t, y, b, lab_ps, BLOCK=fused.BLOCK,
+                                       CHUNK=fused.CHUNK),
     }
     return {f"{name}_s": timer(fn, dev, repeats) for name, fn in run.items()}
 

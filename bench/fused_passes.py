@@ -45,7 +45,7 @@ class _Launch:
         return self.fn
 
 
-def _stats(z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK):
+def _stats(z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK, CHUNK):
     zz, one = z[0].double().numpy(), g[0].numpy() != 0
     lab[0] = torch.as_tensor(one.astype(np.uint8))
     lb, ub = consts[0].item(), consts[1].item()
@@ -66,7 +66,7 @@ def _evaluate(z, lab, consts, tab, nu, phi, cnt, b, lab_ps, K, BLOCK, SUB):
         cnt[0, 0, k] = int(np.searchsorted(e, v, side="left"))
 
 
-def _gather(z, lab, tab, tab64, lr, part, count, buf, b, lab_ps, cap, BLOCK):
+def _gather(z, lab, tab, tab64, lr, part, count, buf, b, lab_ps, cap, BLOCK, CHUNK):
     zz, a, r, hi, lo = _row(z, lab, tab)
     e_in, e_out = (zz - hi) * r, (zz - lo) * r
     L, R = lr[0, 0].item(), lr[0, 1].item()

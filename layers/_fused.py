@@ -62,8 +62,10 @@ from layers._problem import (
 from layers._rows import RowProject
 from reference.projection import row_value_root
 
-K = 16              # points per evaluation pass
-BLOCK = 1024        # coordinates per program
+K = 8               # points per evaluation pass (see the docstring: the pass is issue-bound, ~13 instructions
+                    # per point and coordinate; 8 points keep b = 1e8 at 2 passes on the test data)
+BLOCK = 4096        # coordinates per program
+CHUNK = 1024        # ... walked in chunks of this many (stats, gather, output)
 CAPACITY = 2048     # gather when at most this many breakpoints lie in the bracket (the host sorts them)
 MAX_PASSES = 64     # a safety stop: passes end when the count stops dropping, 1-2 passes on ordinary data
 
@@ -165,7 +167,7 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     out_f = torch.empty(P, nblk, 2, dtype=f64, device=dev)
     out_i = torch.empty(P, nblk, 3, dtype=torch.int32, device=dev)
     out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
-    stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=BLOCK)
+    stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=BLOCK, CHUNK=CHUNK)
     host = torch.cat([out_f.sum(1), out_i.sum(1, dtype=torch.int64).to(f64),
                       out_m[:, :, 0::2].amin(1).to(f64), out_m[:, :, 1::2].amax(1).to(f64),
                       eps.detach().to(f64)[:, None]], 1).cpu().numpy()      # one transfer (a sync)
@@ -196,7 +198,7 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
     buf = torch.empty(P, room, dtype=torch.int32, device=dev)
     tab64 = torch.as_tensor(tab_np.astype(np.float64), device=dev)
     gather[grid](z, lab, tab, tab64, torch.as_tensor(np.stack([L, R], 1), device=dev), part, count, buf, b,
-                 lab_ps, room, BLOCK=BLOCK)
+                 lab_ps, room, BLOCK=BLOCK, CHUNK=CHUNK)
     host = torch.cat([part.sum(1), count[:, None].to(f64)], 1).cpu().numpy()   # a sync
     C, S, n_in = host[:, 0], host[:, 1], host[:, 2].astype(np.int64)
     u = int(n_in.max())
@@ -347,7 +349,7 @@ def output(z, lab, bounds, nu: np.ndarray, tab) -> torch.Tensor:
     consts = torch.tensor([lb, ub], dtype=z.dtype, device=z.device)
     y = torch.empty_like(z)
     out[_grid(P, b)](z, lab, consts, tab, torch.as_tensor(nu.astype(_np(z.dtype)), device=z.device), y, b,
-                     0 if lab.shape[0] == 1 else b, BLOCK=BLOCK)
+                     0 if lab.shape[0] == 1 else b, BLOCK=BLOCK, CHUNK=CHUNK)
     return y
 
 
