@@ -65,7 +65,7 @@ from reference.projection import row_value_root
 K = 8               # points per evaluation pass (see the docstring: the pass is issue-bound, ~13 instructions
                     # per point and coordinate; 8 points keep b = 1e8 at 2 passes on the test data)
 BLOCK = 4096        # coordinates per program
-CHUNK = 1024        # ... walked in chunks of this many (stats, gather, output)
+CHUNK = 512        # ... walked in chunks of this many (stats, gather, output)
 CAPACITY = 2048     # gather when at most this many breakpoints lie in the bracket (the host sorts them)
 MAX_PASSES = 64     # a safety stop: passes end when the count stops dropping, 1-2 passes on ordinary data
 

@@ -37,7 +37,7 @@ def stats(z_ptr, g_ptr, lab_ptr, c_ptr, out_f, out_i, out_m, b, g_ps,
     n1 = tl.zeros((CHUNK,), dtype=tl.int32)
     f0 = tl.zeros((CHUNK,), dtype=tl.int32)
     f1 = tl.zeros((CHUNK,), dtype=tl.int32)
-    min0 = tl.full((CHUNK,), 0, dtype=big.dtype) + big
+    min0 = tl.full((CHUNK,), float("inf"), dtype=c_ptr.dtype.element_ty)
     max0 = -min0
     min1 = min0
     max1 = -min0

@@ -16,6 +16,9 @@ room for the first-order term (measured: <= 0.54 u32 scale on 180 instances).
 instances take several evaluation passes, as b = 1e8 does with the default 2^16.
 """
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -294,3 +297,35 @@ def test_planted_fault_lost_root_raises(monkeypatch):
     inst = make(2, "dp", 1, 300, 0.05, (0.0, 3.5))
     with pytest.raises(RuntimeError, match="does not hold the root"):
         run(inst, fused=True)
+
+
+# Compiled for the GPU (no GPU needed): bench/compile_fused.py builds every kernel for sm_90 (H100/H200)
+# with Triton's CUDA backend and bundled ptxas, in a subprocess without the interpreter (whose patched
+# builder cannot compile). The interpreter above accepts code that does not compile; this does not.
+
+def _compile(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return subprocess.run([sys.executable, "-m", "bench.compile_fused", *args], capture_output=True,
+                          text=True, env=env, cwd=Path(fused.__file__).parents[1])
+
+
+def test_kernels_compile_for_hopper_without_spills():
+    """Every kernel, float32 and float64, at the default sizes: a cubin for sm_90, no register spills."""
+    pytest.importorskip("triton.backends.nvidia")
+    done = _compile()
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)
+    kernels = ("stats", "evaluate", "gather", "output")
+    assert {(r["kernel"], r["dtype"]) for r in rows} == {(k, d) for k in kernels for d in ("fp32", "fp64")}
+    assert all(r["spill_bytes"] == 0 for r in rows), rows
+
+
+def test_planted_fault_hopper_compile_catches_spills_and_bad_code():
+    """The compile check can fail: a (K, SUB) = (16, 1024) evaluation tile spills in float64, and z passed
+    as an integer (a pointer expected) does not compile."""
+    pytest.importorskip("triton.backends.nvidia")
+    done = _compile("--K", "16", "--sub", "1024")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert any(r["spill_bytes"] > 0 for r in json.loads(done.stdout) if r["kernel"] == "evaluate")
+    broken = _compile("--break-signature")
+    assert broken.returncode != 0 and "CompilationError" in broken.stderr
