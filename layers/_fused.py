@@ -5,8 +5,9 @@ The problem (``layers.project``, metric "dp", one binary attribute, P problems o
 with nu the root of ``phi(nu) = a^T clip(z - nu a, lb, ub) = t`` (t = +eps above the band, -eps below;
 nu = 0 inside). The eager layer builds the rows and the 2b breakpoints as tensors and sorts or buckets
 them: ~120 copies of z in memory traffic at b = 1e6 (``python -m bench.dispatch_model``). Here each pass
-is one kernel (:mod:`layers._fused_kernels`; ``BLOCK`` coordinates per program, per-program partial
-results, no atomics but one counter per gather) that reads z and the labels once:
+is one kernel (:mod:`layers._fused_kernels`; ``BLOCK`` coordinates per program walked in chunks with
+elementwise accumulators, per-program partial results, no atomics but one counter per gather) that reads
+z and the labels once:
 
 1. ``stats``: group sizes, sums of clip(z) per group (float64: phi(0)), the extreme z per group (the
    range of the breakpoints ``e_in = (z - hi) r``, ``e_out = (z - lo) r``, r = 1/a); writes the labels as
@@ -31,12 +32,13 @@ results, no atomics but one counter per gather) that reads z and the labels once
 
 The decisions between kernels run on the host (numpy on (P, K) arrays; one transfer each way per pass).
 Traffic, measured by ``python -m bench.dispatch_model --fused --sizes 1e5 --capacity 2`` (the kernels'
-tensor arguments; the capacity scaled to b = 1e8's ratio; the benchmark's data): 2 evaluation passes, 4.7
+tensor arguments; the capacity scaled to b = 1e8's ratio; the benchmark's data): 2 evaluation passes, 4.6
 copies of z (stats 1.6 with int64 labels, each evaluation 0.6, gather 0.6, output 1.1; the eager layer:
-~117), ~45 other device kernels on small tensors, 1 + passes + 2 host syncs. Passes at that ratio on five
-distributions (normal with two spreads, wide, logit-like, uniform; emulated at b = 1e6 and 1e7): 1-2.
-Each ``evaluate`` also does K = 16 clip-evaluations and 2 K comparisons per coordinate, so it may be
-compute-bound on a GPU: ``bench/bench_fused.py`` times each kernel against the copy for K = 8, 16, 32.
+~117), ~43 other device kernels on small tensors, 1 + passes + 2 host syncs. Passes at that ratio on five
+distributions (emulated at b = 1e6 and 1e7, ``python -m bench.fused_passes``): 2. Arithmetic, from the
+compiled kernels' SASS (``python -m bench.compile_fused``, sm_90): ``evaluate``'s loop costs ~13
+instructions per point and coordinate, so a pass is issue-bound (~0.3 ms at b = 1e8 with K = 8 on an
+H200, ~2.5x its memory time); K = 8 keeps 2 passes on that data at half the cost of K = 16.
 
 Only the forward is fused; with a gradient requirement the output goes through
 :class:`layers._rows.RowProject` (the same analytic backward as the eager layer). Triton kernels run on
