@@ -3,10 +3,11 @@ device-to-device copy of z: ``python -m bench.bench_fused [--b 1e8] [--K 8 16 32
 
 For each K (points per evaluation pass, a compile-time constant of the kernel) it records the forward's
 median time (``check=False``) and its ratio to the copy (issue 3's target: <= 10x at b = 1e8, float32),
-the number of evaluation passes, and each kernel alone on the same data (``stats``, one ``evaluate``,
-``gather``, ``output``), so that a miss says which pass costs what: a pass that reads z and the labels
-once is bandwidth-bound at ~(4 + label bytes) / 8 copies; more means it is compute-bound (``evaluate``
-does K clip-evaluations and 2 K comparisons per coordinate). Same workload as bench/bench_layers.py (dp,
+and the same forward taken apart (:mod:`bench.fused_hooks`): each kernel's time in one call (``stats``,
+all ``evaluate`` passes, ``gather``, ``output``) over the copy, and the number of passes. A pass that
+reads z and the labels once is bandwidth-bound at ~(4 + label bytes) / 8 copies; more means it is
+compute-bound (``evaluate`` does K clip-evaluations and 2 K comparisons per coordinate:
+``python -m bench.compile_fused`` counts its instructions). Same workload as bench/bench_layers.py (dp,
 box (0, 1), eps = 0.05, z ~ N(0.5, 0.3) + 0.2 g, int64 labels; ``--labels uint8`` for 1-byte labels).
 
 Without a GPU (``--device cpu``) it runs Triton's interpreter (TRITON_INTERPRET=1 is set here, before
@@ -16,63 +17,50 @@ triton is imported): a smoke check of the script at small b, no meaningful times
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import statistics
+import time
 
 import torch
 
 from bench.bench_layers import BOX, EPS, instance, timer
+from bench.fused_hooks import NAMES
 
 
-class _Counted:
-    """A Triton kernel whose launches are counted."""
+def kernel_times(fwd, dev: torch.device, repeats: int) -> dict:
+    """The forward taken apart: per kernel, the median over ``repeats`` calls (after a warm-up) of its time
+    in one call (all its launches; each launch timed alone, with ``torch.cuda.Event`` on CUDA), and the
+    number of evaluation passes."""
+    from bench.fused_hooks import launches_to, run_kernel
 
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, 0
+    calls = []
 
-    def __getitem__(self, grid):
-        self.launches += 1
-        return self.kernel[grid]
+    def timed(name, grid, args, kwargs):
+        if dev.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = run_kernel(name, grid, args, kwargs)
+            end.record()
+            end.synchronize()
+            seconds = start.elapsed_time(end) / 1e3
+        else:
+            t0 = time.perf_counter()
+            out = run_kernel(name, grid, args, kwargs)
+            seconds = time.perf_counter() - t0
+        calls[-1][name] += seconds
+        calls[-1][f"{name}_launches"] += 1
+        return out
 
-
-def kernel_times(z, g, dev, repeats: int) -> dict:
-    """Each kernel alone, on the state of one real solve (its bracket), medians in seconds."""
-    import layers._fused as fused
-
-    stats, evaluate, gather, output = fused._kernels()
-    P, b = z.shape
-    f64, dt = torch.float64, z.dtype
-    grid = fused._grid(P, b)
-    nblk = grid[0]
-    consts = torch.tensor([BOX[0], BOX[1], float("inf")], dtype=dt, device=dev)
-    eps = torch.full((P,), EPS, dtype=dt, device=dev)
-    nu, active, up, tab, lab = fused.solve_dp(z, g, eps, BOX)
-    tab64 = tab.to(f64)
-    out_f = torch.empty(P, nblk, 2, dtype=f64, device=dev)
-    out_i = torch.empty(P, nblk, 3, dtype=torch.int32, device=dev)
-    out_m = torch.empty(P, nblk, 4, dtype=dt, device=dev)
-    nu_t = torch.as_tensor(nu, dtype=dt, device=dev)
-    pts = (nu_t[:, None] + torch.linspace(-1, 1, fused.K, device=dev, dtype=dt)).contiguous()
-    phi = torch.empty(P, nblk, fused.K, dtype=f64, device=dev)
-    cnt = torch.empty(P, nblk, fused.K, dtype=torch.int32, device=dev)
-    lr = torch.stack([nu_t - 1e-3, nu_t + 1e-3], 1).contiguous()
-    part = torch.empty(P, nblk, 2, dtype=f64, device=dev)
-    count = torch.zeros(P, dtype=torch.int32, device=dev)
-    buf = torch.empty(P, fused.CAPACITY, dtype=torch.int32, device=dev)
-    y = torch.empty_like(z)
-    lab_ps = 0 if lab.shape[0] == 1 else b
-    run = {
-        "stats": lambda: stats[grid](z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK=fused.BLOCK,
-                                     CHUNK=fused.CHUNK),
-        "evaluate": lambda: evaluate[grid](z, lab, consts, tab, pts, phi, cnt, b, lab_ps, K=fused.K,
-                                           BLOCK=fused.BLOCK, SUB=fused._sub()),
-        "gather": lambda: (count.zero_(), gather[grid](z, lab, tab, tab64, lr, part, count, buf, b,
-                                                       lab_ps, fused.CAPACITY, BLOCK=fused.BLOCK,
-                                                       CHUNK=fused.CHUNK)),
-        "output": lambda: output[grid](z, lab, consts, tab, nu_t, y, b, lab_ps, BLOCK=fused.BLOCK,
-                                       CHUNK=fused.CHUNK),
-    }
-    return {f"{name}_s": timer(fn, dev, repeats) for name, fn in run.items()}
+    with launches_to(timed):
+        for _ in range(repeats + 1):
+            calls.append(collections.Counter())
+            fwd()
+    calls = calls[1:]
+    row = {f"{name}_s": statistics.median(c[name] for c in calls) for name in NAMES}
+    row["evaluate_passes"] = statistics.median(c["evaluate_launches"] for c in calls)
+    return row
 
 
 def main(argv=None) -> list:
@@ -101,25 +89,18 @@ def main(argv=None) -> list:
     del z0, g0
     copy_s = timer(lambda: z.clone(), dev, args.repeats)
     rows = []
-    kernels = fused._kernels
     for K in args.K:
         fused.K = K
-        counted = _Counted(kernels()[1])
-        fused._kernels = lambda c=counted: (kernels()[0], c, *kernels()[2:])
         fwd = lambda: layers.project(z[0], g[0], metric="dp", eps=EPS, bounds=BOX, fused=True, check=False)
         try:
             t = timer(fwd, dev, args.repeats)
-            passes = counted.launches / (args.repeats + 1)
-            fused._kernels = kernels
             row = {"K": K, "b": b, "dtype": args.dtype, "labels": args.labels, "copy_s": copy_s,
-                   "fused_fwd_s": t, "fwd_over_copy": t / copy_s, "evaluate_passes": passes}
-            row.update(kernel_times(z, g, dev, args.repeats))
-            for name in ("stats", "evaluate", "gather", "output"):
+                   "fused_fwd_s": t, "fwd_over_copy": t / copy_s}
+            row.update(kernel_times(fwd, dev, args.repeats))
+            for name in NAMES:
                 row[f"{name}_over_copy"] = row[f"{name}_s"] / copy_s
         except Exception as e:                              # recorded: the other K still run
             row = {"K": K, "b": b, "error": repr(e)[:500]}
-        finally:
-            fused._kernels = kernels
         rows.append(row)
         print(json.dumps(row), flush=True)
     best = min((r for r in rows if "fwd_over_copy" in r), key=lambda r: r["fwd_over_copy"], default=None)

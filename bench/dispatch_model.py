@@ -81,65 +81,37 @@ def model(b: int, P: int = 1, backward: bool = False, seed: int = 0) -> dict:
             "sync_or_host_data": d.bad}
 
 
-class _Launch:
-    """A Triton kernel whose launches are recorded on ``rec`` as one kernel each, moving the bytes of its
-    tensor arguments (read or written once: z, the labels, the outputs; an upper bound), run with the
-    recorder switched off (the interpreter's own torch calls are not the kernel's traffic)."""
-
-    def __init__(self, kernel, name, rec):
-        self.kernel, self.name, self.rec = kernel, name, rec
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            out = self.rec.out
-            out.kernels.append(f"triton.{self.name}")
-            out.bytes.append(sum(_span(x) for x in args))
-            out.phases.append("fused")
-            with _disable_current_modes():
-                return self.kernel[grid](*args, **kwargs)
-        return launch
-
-
 def fused_model(b: int, capacity: int | None, seed: int = 0) -> dict:
     """Kernels and traffic of ``layers.project(fused=True, check=False)``, forward, float32, int64 labels:
-    the Triton launches (counted by :class:`_Launch`) and the aten ops around them (small tensors)."""
+    each Triton launch as one kernel moving the bytes of its tensor arguments (read or written once: z, the
+    labels, the outputs; an upper bound), run with the recorder off (the interpreter's own torch calls are
+    not the kernel's traffic), and the aten ops around them (small tensors)."""
     import layers._fused as fused
+    from bench.fused_hooks import launches_to, run_kernel
 
     rng = np.random.default_rng(seed)
     g = torch.tensor(rng.integers(0, 2, b))
     z = torch.tensor(rng.normal(0.5, 0.3, b) + 0.2 * g.numpy(), dtype=torch.float32)
-    kernels = fused._kernels()
-    saved = fused._kernels, fused.CAPACITY
-    if capacity is not None:
-        fused.CAPACITY = capacity
     rec = recorder()
     rec.phase = "rest"
-    fused._kernels = lambda: tuple(_Launch(k, n, rec) for k, n in
-                                   zip(kernels, ("stats", "evaluate", "gather", "output"), strict=True))
-    finish = fused._finish
 
-    def on_host(*args):                      # the exact finish runs on CPU tensors: not device kernels
-        rec.phase = "host"
-        try:
-            return finish(*args)
-        finally:
-            rec.phase = "rest"
-    fused._finish = on_host
-    try:
-        with rec:
-            layers.project(z, g, metric="dp", eps=0.05, bounds=(0.0, 1.0), fused=True, check=False)
-    finally:
-        fused._kernels, fused.CAPACITY, fused._finish = (*saved, finish)
-    d = rec.out
+    def recorded(name, grid, args, kwargs):
+        rec.out.kernels.append(f"triton.{name}")
+        rec.out.bytes.append(sum(_span(x) for x in args))
+        rec.out.phases.append("fused")
+        with _disable_current_modes():
+            return run_kernel(name, grid, args, kwargs)
+
+    with launches_to(recorded, capacity), rec:
+        layers.project(z, g, metric="dp", eps=0.05, bounds=(0.0, 1.0), fused=True, check=False)
     copy = 8 * b
-    launches = [k for k in d.kernels if k.startswith("triton.")]
-    rows = list(zip(d.kernels, d.bytes, d.phases, strict=True))
-    aten = [(k, n) for k, n, ph in rows if ph == "rest"]
-    return {"b": b, "capacity": capacity or fused.CAPACITY, "launches": launches,
+    rows = list(zip(rec.out.kernels, rec.out.bytes, rec.out.phases, strict=True))
+    aten = [n for _, n, ph in rows if ph == "rest"]
+    return {"b": b, "capacity": capacity or fused.CAPACITY,
+            "launches": [k for k, _, ph in rows if ph == "fused"],
             "triton_copies": sum(n for _, n, ph in rows if ph == "fused") / copy,
-            "aten_kernels": len(aten), "aten_copies": sum(n for _, n in aten) / copy,
-            "host_ops": sum(ph == "host" for _, _, ph in rows),
-            "copies": sum(n for _, n, ph in rows if ph != "host") / copy}
+            "aten_kernels": len(aten), "aten_copies": sum(aten) / copy,
+            "copies": sum(n for _, n, _ in rows) / copy}
 
 
 def main(argv=None) -> list:
@@ -173,8 +145,8 @@ def main(argv=None) -> list:
 
 def _main_fused(args) -> list:
     print("| call | Triton launches | their traffic (copies of z) | other device kernels | their traffic | "
-          "total | torch ops on the host (the exact finish) |")
-    print("|---|---|---|---|---|---|---|")
+          "total |")
+    print("|---|---|---|---|---|---|")
     rows = []
     for b in args.sizes:
         r = fused_model(int(b), args.capacity)
@@ -182,7 +154,7 @@ def _main_fused(args) -> list:
         names = ", ".join(k.removeprefix("triton.") for k in r["launches"])
         print(f"| b = {b:g} (capacity {r['capacity']}), forward | {len(r['launches'])} ({names}) | "
               f"{r['triton_copies']:.2f}x | {r['aten_kernels']} | {r['aten_copies']:.3f}x | "
-              f"{r['copies']:.2f}x | {r['host_ops']} |", flush=True)
+              f"{r['copies']:.2f}x |", flush=True)
     return rows
 
 

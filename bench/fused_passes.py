@@ -12,12 +12,14 @@ checking the root against ``reference.projection.row_value_root`` on the same (f
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 
 import numpy as np
 import torch
 
 import layers._fused as fused
+from bench.fused_hooks import launches_to
 from reference.projection import row_value_root
 
 DISTRIBUTIONS = {
@@ -34,15 +36,6 @@ def _row(z, lab, tab):
     zz, one, t = z[0].double().numpy(), lab[0].numpy() != 0, tab[0].numpy().astype(np.float64)
     pick = lambda i: np.where(one, t[i + 1], t[i])
     return zz, pick(0), pick(2), pick(4), pick(6)
-
-
-class _Launch:
-    def __init__(self, fn):
-        self.fn, self.launches = fn, 0
-
-    def __getitem__(self, grid):
-        self.launches += 1
-        return self.fn
 
 
 def _stats(z, g, lab, consts, out_f, out_i, out_m, b, lab_ps, BLOCK, CHUNK):
@@ -84,29 +77,30 @@ def _gather(z, lab, tab, tab64, lr, part, count, buf, b, lab_ps, cap, BLOCK, CHU
 
 
 def run(b: int, capacity: int, seeds: int = 2, eps: float = 0.05) -> list:
-    evaluate = _Launch(_evaluate)
-    saved = fused._kernels, fused.CAPACITY
-    fused._kernels = lambda: (_Launch(_stats), evaluate, _Launch(_gather), None)
-    fused.CAPACITY = capacity
+    stand_ins = {"stats": _stats, "evaluate": _evaluate, "gather": _gather}
+    launches = collections.Counter()
+
+    def emulated(name, grid, args, kwargs):
+        launches[name] += 1
+        return stand_ins[name](*args, **kwargs)
+
     rows = []
-    try:
+    with launches_to(emulated, capacity):
         for name, gen in DISTRIBUTIONS.items():
             for seed in range(seeds):
                 r = np.random.default_rng(seed)
                 g = r.integers(0, 2, b)
                 z = torch.tensor(gen(r, g, b), dtype=torch.float32)
-                evaluate.launches = 0
+                launches.clear()
                 eps_t = torch.tensor([eps], dtype=torch.float32)
                 nu, active, up, tab, _ = fused.solve_dp(z[None], torch.tensor(g)[None], eps_t, (0.0, 1.0))
                 t = tab[0].numpy().astype(np.float64)
                 a = np.where(g != 0, t[1], t[0])
                 target = float(np.float32(eps)) * (1 if up[0] else -1)
                 exact = row_value_root(z.double().numpy(), a, target, (0.0, 1.0))
-                rows.append({"distribution": name, "seed": seed, "passes": evaluate.launches,
+                rows.append({"distribution": name, "seed": seed, "passes": launches["evaluate"],
                              "nu": float(nu[0]), "rel_error": abs(nu[0] - exact) / max(1.0, abs(exact))})
                 print(rows[-1], flush=True)
-    finally:
-        fused._kernels, fused.CAPACITY = saved
     return rows
 
 
