@@ -151,8 +151,8 @@ def solve_dp(z: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, bounds, *, cap
 
     z: (P, b) contiguous float32/float64; g: (G, b) labels (G in {1, P}; nonzero = group 1); eps: (P,);
     capacity: at most this many breakpoints inside the bracket before the gather (default ``CAPACITY``).
-    The kernels run on z's device; the small decisions between them run on the host (numpy and torch on
-    the CPU: a few dozen operations on (P, K) arrays and on the gathered few), one transfer each way per pass.
+    The kernels run on z's device; the small decisions between them run on the host (numpy: a few dozen
+    operations on (P, K) arrays, and the exact finish on the gathered few), one transfer each way per pass.
     """
     stats, _, gather, _ = _kernels()
     capacity = CAPACITY if capacity is None else capacity
@@ -234,8 +234,13 @@ def _finish(zU, oneU, keepU, a0, a1, t, L, R, C, S, bounds, active, scale) -> np
 
 def _check_bracket(zU, aU, bounds, C, S, L, R, t, active, scale):
     """Raise unless phi(L) >= t >= phi(R) in fresh float64 sums (phi = C - S nu + a_U^T clip(z_U - nu a_U) on
-    [L, R]), up to float64 round-off (1024 u64 (zmax + ymax + 1)): a bracket that lost the root would give
-    a wrong nu silently (the final clamp to [L, R]); the certified selection makes it a defect."""
+    [L, R]): a bracket that lost the root would give a wrong nu silently (the final clamp to [L, R]); the
+    certified selection makes it a defect.
+
+    Tolerance, float64 round-off: C, S nu and the gathered sum add <= b terms a_i w_i with |w_i| <= zmax +
+    ymax (a bound, z, or z - nu a = y for a free coordinate) and sum |a_i| = 2, so each is within
+    (log2 b + 2) u64 2 (zmax + ymax) <= 128 u64 (zmax + ymax) (b < 2^62); 1024 u64 (zmax + ymax + 1)
+    leaves a factor 8 for adding the three (L and R, float32 or float64 values, are exact in float64)."""
     def phi(nu):
         nu = np.where(np.isfinite(nu), nu, 0.0)
         return C - S * nu + (aU * np.clip(zU - nu[:, None] * aU, *bounds)).sum(1)
