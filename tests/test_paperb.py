@@ -170,6 +170,7 @@ def test_bad_shapes_raise():
 
 
 def test_network_classifier_for_fairlearn():
+    pytest.importorskip("sklearn")
     from layers.paperb_sklearn import NetworkClassifier
 
     d = pb.make_data(60, 4, 0)
@@ -236,6 +237,7 @@ def test_quick_figures(quick):
     n2 = {r.id: r for r in quick["N2"]}
     fit = n2["N2-pattern-rate"].evidence["fit"]
     assert fit["ci"][0] <= -0.5 <= fit["ci"][1]
+    pytest.importorskip("fairlearn")
     table = {r.id: r for r in quick["N3"]}["N3-accuracy"].evidence["fairlearn"]
     assert {t["method"] for t in table} >= {"fairlearn ExpGrad + logreg", "fairlearn ExpGrad + network",
                                             "ours: mixture of the game"}

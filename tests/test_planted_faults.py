@@ -19,8 +19,13 @@ SLOW: set[str] = {"N1", "N3", "O1"}
 CLAIMS = all_claims()
 
 
-def _marks(claim):
-    return [pytest.mark.slow] if claim.id in SLOW or getattr(claim, "slow", False) else []
+# Planted faults that run the authors' cvxpylayers layer: skipped without cvxpy (tests/conftest.py).
+NEEDS_CVXPY: set[str] = {"default-tolerance-solver"}
+
+
+def _marks(claim, fault=None):
+    marks = [pytest.mark.slow] if claim.id in SLOW or getattr(claim, "slow", False) else []
+    return marks + ([pytest.mark.cvxpy] if fault in NEEDS_CVXPY else [])
 
 
 def _target(claim):
@@ -46,7 +51,7 @@ def test_claim(claim):
     assert not failed, "\n".join(failed)
 
 
-FAULTS = [pytest.param(c, f, id=f"{c.id}-{f}", marks=[pytest.mark.fault, *_marks(c)])
+FAULTS = [pytest.param(c, f, id=f"{c.id}-{f}", marks=[pytest.mark.fault, *_marks(c, f)])
           for c in CLAIMS for f in c.faults]
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import importlib.util
 import math
 import multiprocessing
 
@@ -565,6 +566,10 @@ def _mixture_bound(p: tuple, r: dict) -> np.ndarray:
     return (1 + 2 * _nu(r)) / p[2]
 
 
+def _have(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
 def fairlearn_table(ctx: Context) -> list[dict]:
     """fairlearn ExponentiatedGradient (logistic regression, and the network as learner) next to our
     mixture, at (game_m, game_width_T, game_B), DP and EO, on each fairlearn seed."""
@@ -643,7 +648,9 @@ def check_n3(ctx: Context) -> list[CheckResult]:
                           detail="no feasible candidate classifier (W0, averaged, last, best response) found")
     acc.evidence["err_gap_max"] = max(err_gap) if err_gap else None
     z = _sizes(ctx)
-    if ctx.fault is None:
+    if ctx.fault is None and not _have("fairlearn", "sklearn"):
+        acc.detail += "; fairlearn side by side not run (fairlearn / scikit-learn not installed)"
+    elif ctx.fault is None:
         table = fairlearn_table(ctx)
         for metric in ("dp", "eo"):
             r = runs[(z["game_m"], z["game_width_T"], z["game_B"], metric)]
