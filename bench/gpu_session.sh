@@ -5,6 +5,8 @@
 #   bash bench/gpu_session.sh --smoke    # tiny sizes, CUDA parts skip: checks the script end to end on a CPU
 #   bash bench/gpu_session.sh --o3-full  # only O3 in the full profile on CUDA (1e6 steps x 256 seeds, two
 #                                        # scenarios; ~3-5 min expected, timeout 330 s): issue 5's GPU run
+#   bash bench/gpu_session.sh --verify   # the whole claims checklist (quick profile) on CUDA, timeout 200 s
+#                                        # (55 s on the 2-core CPU without cvxpy: L2's cvxpy cases INCONCLUSIVE)
 # Needs python3 with torch (CUDA build), numpy, scipy, pytest, hypothesis; cvxpy/cvxpylayers are optional
 # (the authors' layer is skipped without them). Writes everything under $OUT (default ./bench/out):
 #   env.txt, summary.txt (one line per part: rc, seconds), <part>.log, pytest_cuda.xml,
@@ -21,6 +23,8 @@ SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 O3FULL=0
 [ "${1:-}" = "--o3-full" ] && O3FULL=1
+VERIFY=0
+[ "${1:-}" = "--verify" ] && VERIFY=1
 : > "$OUT/summary.txt"
 
 part() {   # part NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc and seconds
@@ -46,6 +50,8 @@ cat "$OUT/env.txt"
 
 if [ "$O3FULL" = 1 ]; then
     part o3_full_cuda 330 "$PY" -m verify --profile full --backend cuda --claims O3 --out "$OUT/o3_full"
+elif [ "$VERIFY" = 1 ]; then
+    part verify_cuda 200 "$PY" -m verify --backend cuda --out "$OUT/verify_cuda"
 elif [ "$SMOKE" = 1 ]; then
     part tests_cuda 120 "$PY" -m pytest -q -rs -m cuda tests/test_layers_cuda.py tests/test_online.py \
         --junitxml "$OUT/pytest_cuda.xml"
