@@ -56,7 +56,10 @@ class Constraints:
         return self.A @ y - self.center
 
     def violation(self, y: np.ndarray) -> float:
-        """max(|A y - c| - eps, box excess, 0): how far y is outside C (0 when feasible)."""
+        """max(|A y - c| - eps, box excess, 0): how far y is outside C (0 when feasible; inf when y has a
+        NaN or an infinite entry, which Python's max would otherwise drop)."""
+        if not np.all(np.isfinite(y)):
+            return float("inf")
         v = 0.0
         if self.m:
             v = max(v, float(np.max(np.abs(self.gaps(y)) - self.eps)))

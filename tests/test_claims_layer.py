@@ -46,7 +46,7 @@ def test_case(cid, label):
     _assert_pass(results)
 
 
-@pytest.mark.parametrize("cid", ["L1", "L3", "L5", "L6", "L7"])
+@pytest.mark.parametrize("cid", ["L1", "L2", "L3", "L5", "L6", "L7"])
 def test_extras(cid):
     results = [r for r in _results(cid) if "case" not in r.evidence]
     assert results, f"{cid} produced no result outside the metric cases"
@@ -111,6 +111,56 @@ def test_backward_faults_change_only_the_jacobian():
         assert np.max(np.abs(Jf - J)) > 0.1
     J_bad = cl.apply_fault(layer, "wrong-sign").jacobian(inst)
     assert np.max(np.linalg.eigvalsh(J_bad)) == pytest.approx(2.0)
+
+
+def _wrapped_layer(monkeypatch, wrap):
+    """Make every check run ``wrap(fn)`` of our layer's forward ``fn(z, inst, eps)``."""
+    base = cl.get_layer
+
+    def get_layer(ctx):
+        layer = base(ctx)
+        return dataclasses.replace(layer, fn=wrap(layer.fn))
+
+    monkeypatch.setattr(cl, "get_layer", get_layer)
+
+
+def _verdicts(cid):
+    return {r.id: r.verdict for r in REGISTRY[cid].run(Context())}
+
+
+def test_float32_only_fault_is_caught_by_l2_float32(monkeypatch):
+    """A float32 path solving the eps / 2 problem is feasible (L1-float32 passes) but not the projection."""
+    def wrap(fn):
+        return lambda z, inst, eps: fn(z, inst, eps * 0.5 if z.dtype == torch.float32 else eps)
+
+    _wrapped_layer(monkeypatch, wrap)
+    assert _verdicts("L1")["L1-float32"] == Verdict.PASS
+    v = _verdicts("L2")
+    assert v.pop("L2-float32") == Verdict.FAIL
+    assert all(x != Verdict.FAIL for x in v.values())
+
+
+@pytest.mark.parametrize("where", ["float32", "mr"])
+def test_nan_outputs_fail(monkeypatch, where):
+    """A NaN output FAILs the check that sees it, even when other instances of the case are fine
+    (a NaN must not be dropped by max() or outranked in the worst-case bookkeeping)."""
+    def wrap(fn):
+        def f(z, inst, eps):
+            y = fn(z, inst, eps)
+            if where == "float32":
+                hit = z.dtype == torch.float32
+            else:
+                hit = inst.metric == "mr" and float(z[0]) > 0
+            return y * float("nan") if hit else y
+        return f
+
+    _wrapped_layer(monkeypatch, wrap)
+    if where == "float32":
+        assert _verdicts("L1")["L1-float32"] == Verdict.FAIL
+        assert _verdicts("L2")["L2-float32"] == Verdict.FAIL
+    else:
+        v = _verdicts("L2")
+        assert v["L2-mr-kkt"] == Verdict.FAIL and v["L2-mr-ref"] == Verdict.FAIL
 
 
 def test_target_package_is_inconclusive_without_the_package(monkeypatch):

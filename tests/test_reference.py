@@ -331,6 +331,20 @@ def test_kkt_residuals_detect_a_wrong_point():
     assert reference.kkt_residuals(res.y, z, res.constraints, -res.mu)["max"] > 1e-3
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_points_are_never_certified(bad):
+    """A NaN (or inf) anywhere in y or mu: violation and KKT residual inf (Python's max drops a NaN)."""
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 2, 50)
+    z = rng.normal(0, 1, 50) + 3 * g
+    res = reference.solve(z, g, metric="dp", eps=0.1, bounds=(-1.0, 2.0))
+    y = res.y.copy()
+    y[7] = bad
+    assert res.constraints.violation(y) == np.inf
+    assert reference.kkt_residuals(y, z, res.constraints, res.mu)["max"] == np.inf
+    assert reference.kkt_residuals(res.y, z, res.constraints, res.mu * bad)["max"] == np.inf
+
+
 def test_large_instances_are_certified():
     rng = np.random.default_rng(11)
     b = 200_000
