@@ -258,6 +258,13 @@ def test_planted_fault_fails(cid, fault):
     assert any(r.verdict == Verdict.FAIL for r in results), [(r.id, r.verdict, r.figure) for r in results]
 
 
+def test_n1_step_fault_is_caught_at_other_seeds_by_the_ogd_lemma():
+    """At seed 2 the regret exponent's CI does not exclude 1/2 under eta-no-sqrt-T (audit, 2026-11-30);
+    the proof's first step, checked on the run with the stated step, fails at every seed."""
+    r = {x.id: x for x in REGISTRY["N1"].run(Context(seed=2, fault="eta-no-sqrt-T"))}
+    assert r["N1-exponent-lin"].verdict == Verdict.PASS and r["N1-ogd-lemma"].verdict == Verdict.FAIL
+
+
 # ------------------------------------------------------------------------------------------- CUDA
 @pytest.mark.cuda
 def test_cuda_matches_cpu():
