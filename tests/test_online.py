@@ -164,6 +164,30 @@ def test_o2_zero_gap_case_catches_half_multiplier():
     assert res["O2-stationary"].verdict == Verdict.PASS
 
 
+@pytest.mark.fault
+def test_o2_two_attributes_catches_a_one_attribute_primal_step(monkeypatch):
+    """A primal step that penalises only the first attribute (the gap still measured on both): lambda grows
+    past the bound on the two-attribute stream and zero-gap steps keep a gap (O1 cannot see it: its
+    inequality is algebra on the dual update, whatever the primal step)."""
+    import dataclasses
+
+    import verify.claims_online  # noqa: F401
+
+    orig = ref.solve_penalized
+
+    def first_attribute(z, groups, *, lam, **kw):
+        g = np.asarray(groups)
+        if g.ndim == 2 and g.shape[1] > 1:
+            res = orig(z, g[:, :1], lam=lam, **kw)
+            return dataclasses.replace(res, gap=ref.batch_gap(res.y, g))
+        return orig(z, groups, lam=lam, **kw)
+
+    monkeypatch.setattr(ref, "solve_penalized", first_attribute)
+    res = {r.id: r.verdict for r in REGISTRY["O2"].run(Context())}
+    assert res.pop("O2-two-attributes") == Verdict.FAIL and res.pop("O2-zero-gap") == Verdict.FAIL
+    assert all(v == Verdict.PASS for v in res.values())
+
+
 def test_o2_zero_gap_allowance_covers_large_multipliers():
     """Regression: the full profile's drifting-box stream, step 4128 (raw gap ~82, mu* = 663, box (-2, 2)).
     Its zero-gap step evaluated to g = 3.1e-14 here, above the former allowance 2 b u max|y| = 7.1e-15, which
