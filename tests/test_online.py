@@ -544,6 +544,26 @@ def test_o3_device_streams_match_the_host_scenarios():
         assert abs(float((gap - delta[:, None]).mean())) <= 5 * se, name
 
 
+@pytest.mark.fault
+def test_o3_checks_o1_on_its_own_torch_runs(monkeypatch):
+    """A torch dual step that forgets the batch weight b_t still shows rate-like slopes; O3's exact case
+    (O1's inequality on the same traces) FAILs, the correct code passes it (figure <= 0)."""
+    lon = pytest.importorskip("layers.online")
+    from verify import claims_online as co
+
+    idx = co.log_points(2000, 50)
+    _, _, _, ok = co._violation_curves("stationary-eps0", 2000, 2, 0, None, "torch", "cpu", idx)
+    assert np.all(ok <= 0)
+    orig = lon.dual_steps
+
+    def unweighted(rows, lam, g, dist, etab, *args, **kw):
+        return orig(rows, lam, g, dist, etab / co.O3_BATCH, *args, **kw)
+
+    monkeypatch.setattr(lon, "dual_steps", unweighted)
+    _, _, _, bad = co._violation_curves("stationary-eps0", 2000, 2, 0, None, "torch", "cpu", idx)
+    assert np.max(bad) > 1.0
+
+
 def test_o3_reference_engine_without_torch_path():
     """The NumPy engine of O3 (used where torch is not installed) returns curves of the requested shape with
     a cumulative-violation slope near the claimed 1/2 (a sanity range; the verdict test runs the engine that
@@ -553,7 +573,8 @@ def test_o3_reference_engine_without_torch_path():
 
     T = 3000
     idx = co.log_points(T, 100)
-    C, A, B = co._violation_curves("stationary-eps0", T, 2, 0, None, "reference", "cpu", idx)
+    C, A, B, O1 = co._violation_curves("stationary-eps0", T, 2, 0, None, "reference", "cpu", idx)
     assert C.shape == A.shape == B.shape == (2, idx.size) and np.all(C[:, 5:] > 0)
+    assert O1.shape == (2,) and np.all(O1 <= 0)
     fit = fit_loglog(idx + 1.0, C, burn_in=30, seeds_axis=0)
     assert 0.2 <= fit.slope <= 0.6, fit
