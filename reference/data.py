@@ -227,7 +227,7 @@ def stratified_batches(A, b: int, ratio: float | None = None, rng=None) -> list[
 # -------------------------------------------------------------------------------------------------- streams
 
 BIASES = ("stationary", "drifting", "switching")
-_DEFAULT_PERIOD = {"stationary": 1, "drifting": 50, "switching": 5}
+_DEFAULT_PERIOD = {"stationary": 1, "drifting": 50, "switching": 50}
 
 
 @dataclasses.dataclass
@@ -269,15 +269,16 @@ class Stream:
 
 def stream_offsets(T: int, bias: str, offset: float, period: int) -> np.ndarray:
     """delta_t for t = 1..T. stationary: offset. drifting: offset (1 + t/period + sin(2 pi t/period)/2),
-    a linearly growing, oscillating raw gap. switching: +offset / -offset, the sign flipping every
-    ``period`` batches (adversarial for the dual variable)."""
+    a linearly growing, oscillating raw gap. switching: offset / 0, on and off every ``period`` batches, so
+    the multiplier the step needs jumps between two levels (adversarial for the dual variable; a sign flip
+    would not do: the dp gap |a^T y - c| is symmetric, so +-offset is the stationary stream)."""
     t = np.arange(1, T + 1, dtype=np.float64)
     if bias == "stationary":
         return np.full(T, float(offset))
     if bias == "drifting":
         return offset * (1 + t / period + 0.5 * np.sin(2 * np.pi * t / period))
     if bias == "switching":
-        return offset * np.where(((t - 1) // period) % 2 == 0, 1.0, -1.0)
+        return offset * np.where(((t - 1) // period) % 2 == 0, 1.0, 0.0)
     raise ValueError(f"bias must be one of {BIASES}, got {bias!r}")
 
 

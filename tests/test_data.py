@@ -213,7 +213,7 @@ def test_stream_offsets_and_raw_gap():
                      for bt in stat.batches])
     assert abs(gaps.mean() - 2.0) <= 0.1
     sw = make_stream(20, bias="switching", period=3).offsets
-    np.testing.assert_array_equal(sw, np.where((np.arange(20) // 3) % 2 == 0, 1.0, -1.0))
+    np.testing.assert_array_equal(sw, np.where((np.arange(20) // 3) % 2 == 0, 1.0, 0.0))
     dr = make_stream(T, bias="drifting", period=50).offsets
     assert dr[-1] > 8 * dr[0] > 0 and np.all(dr > 0)                      # growing raw gap
 
