@@ -163,6 +163,15 @@ def test_nan_outputs_fail(monkeypatch, where):
         assert v["L2-mr-kkt"] == Verdict.FAIL and v["L2-mr-ref"] == Verdict.FAIL
 
 
+@pytest.mark.fault
+def test_l3_fd_catches_a_small_jacobian_error(monkeypatch):
+    """J + 1e-4 I (forward unchanged): every case's directional FD check FAILs. Before its steps were limited
+    to [1e-8, 1e-3] the check could pick h = 1e-13, whose round-off bound let J + 0.1 R pass (audit)."""
+    _wrapped_layer(monkeypatch, lambda fn: lambda z, inst, eps: fn(z, inst, eps) + 1e-4 * (z - z.detach()))
+    fd = {r.id: r.verdict for r in REGISTRY["L3"].run(Context()) if r.id.endswith("-fd")}
+    assert len(fd) == len(LABELS) and all(v == Verdict.FAIL for v in fd.values()), fd
+
+
 def test_target_package_is_inconclusive_without_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "fairness_training", None)      # import fails as if not installed
     (r,) = REGISTRY["L1"].run(Context(target="package"))
