@@ -286,6 +286,24 @@ def test_paper_target_l3_jacobian_and_large_batch_vjp():
 
 
 @pytest.mark.fault
+def test_l3_solver_vjp_catches_a_dropped_row():
+    """A backward that forgets the fairness row (J = diag(free)): the large-batch VJP case FAILs through its
+    row probe (error 1); the random probe alone sees ~1/sqrt(free) of it, under the SCS-derived bound
+    0.014 for some seeds (audit)."""
+    ours = dataclasses.replace(cl._ours("cpu"), exact=False)
+    lb, ub = cl.BOX
+
+    def fn(z, inst, eps):
+        y = ours.fn(z, inst, eps)
+        return y.detach() + torch.where((y > lb) & (y < ub), z - z.detach(), 0.0)
+
+    r = cl._l3_solver_vjp(Context(), dataclasses.replace(ours, fn=fn), 4096)
+    assert r.verdict is Verdict.FAIL and r.evidence["errors"][1] > 0.99, r
+    control = cl._l3_solver_vjp(Context(), ours, 4096)
+    assert control.verdict is Verdict.PASS and max(control.evidence["errors"]) <= 1e-12, control
+
+
+@pytest.mark.fault
 def test_l3_solver_branch_catches_wrong_jacobians():
     """Planted faults for L3's solver-layer branch (targets paper and package), run on our exact layer
     passed through that branch (exact=False: SCS's default tolerances as bounds). Control: every case
