@@ -342,6 +342,11 @@ def gram_condition(C: Constraints, y: np.ndarray, tol: float) -> float:
     return float(sv[0] / sv[-1]) if sv.size else 1.0
 
 
+def max_gram_condition(C: Constraints, Y: np.ndarray, scale: float) -> float:
+    """The largest :func:`gram_condition` over the outputs Y (k, b) (active sets read at 1e-9 scale)."""
+    return max(gram_condition(C, y, 1e-9 * scale) for y in np.atleast_2d(Y))
+
+
 def forward_error(b: int, scale: float, u: float = U64, kappa: float = 1.0) -> float:
     """delta = 4 b u scale kappa: per-coordinate error of an exact projection (module docstring)."""
     return 4.0 * b * u * scale * kappa
@@ -894,7 +899,8 @@ def check_l4(ctx: Context) -> list[CheckResult]:
               "maximising the ratios); in eps (dp, one attribute, no active box, |a^T z| > eps) "
               "||dy/d eps|| = 1/||a|| = sqrt(n0 n1/(n0+n1)); autograd d/d eps matches FD for every metric",
     tolerance="ratio <= 1 + 2 sqrt(b) delta / min||z - z'|| and firm residual <= the same (forward error "
-              "delta = 4 b u scale kappa in each of g(z), g(z')); eps-sensitivity: relative error <= "
+              "delta = 4 b u scale kappa in each of g(z), g(z'), kappa the largest condition number of the "
+              "active Gram matrix over the points used); eps-sensitivity: relative error <= "
               "10 b u (a few O(b)-term sums); d/d eps autograd vs central FD at h = 1e-6: the FD round-off "
               "2 delta / 2h",
     faults=("over-relaxed", "eps-misapplied")))
@@ -916,7 +922,8 @@ def check_l5(ctx: Context) -> list[CheckResult]:
         Z2 = Z1 + r * W / np.linalg.norm(W, axis=1, keepdims=True)
         ratios, firm = pair_ratios(g, Z1, Z2, batched=True)
         s = max(scale_of(Z1), scale_of(Z2))
-        tol = 2 * np.sqrt(b) * forward_error(b, s, kappa=4.0) / 1e-3
+        kappa = max_gram_condition(inst.constraints(), g(np.concatenate([Z1, Z2])), s)
+        tol = 2 * np.sqrt(b) * forward_error(b, s, kappa=kappa) / 1e-3
         lab = case_label(case, box)
         ev = {"case": lab, "b": b, "pairs": n_pairs, "seed": ctx.seed,
               "series": {"lipschitz_ratios": {
@@ -956,7 +963,9 @@ def _adversarial(ctx: Context, layer: Layer) -> list[CheckResult]:
         for name, obj, bound1 in (("lipschitz", ratio, 1.0), ("firm", firm, 0.0)):
             best, w1, w2 = adversarial_ratio(obj, inst.z, z2, maxfev=maxfev)
             dz = float(np.linalg.norm(w1 - w2))
-            delta = forward_error(6, max(scale_of(w1), scale_of(w2)), kappa=4.0)
+            s = max(scale_of(w1), scale_of(w2))
+            kappa = max_gram_condition(inst.constraints(), g(np.stack([w1, w2])), s)
+            delta = forward_error(6, s, kappa=kappa)
             tol = 2 * np.sqrt(6) * delta / max(dz, 1e-300)
             out.append(CheckResult.compare(f"L5-adversarial-{lab}-{name}", best, bound1 + tol,
                                            detail=f"Nelder-Mead ({maxfev} evaluations), b=6, "
@@ -996,7 +1005,9 @@ def _eps_sensitivity(ctx: Context, layer: Layer) -> list[CheckResult]:
         g_minus = layer.numpy(inst, eps=inst.eps - h)(inst.z)
         d_fd = (g_plus - g_minus) / (2 * h)
         err = float(np.max(np.abs(d_ad - d_fd)))
-        tol = _fd_bound(inst.b, scale_of(inst.z), h, kappa=4.0)
+        s = scale_of(inst.z)
+        kappa = max_gram_condition(inst.constraints(), np.stack([g_plus, g_minus]), s)
+        tol = _fd_bound(inst.b, s, h, kappa=kappa)
         worst = _worse(worst, (err, tol))
         const[case_label(case, box)] = float(np.linalg.norm(d_fd))
     out.append(CheckResult.compare("L5-eps-grad", *worst,
