@@ -491,7 +491,8 @@ def _fit_case(cid, T_grid, curves, claimed, burn_in, what, extra=None) -> CheckR
               "seeds on the CPU), layers.online in float64; on the same runs, O1's inequality at every step "
               "(case -o1: the only O check of the torch engine's own traces)",
     tolerance="statistical: 95% percentile bootstrap over seeds (verify.harness.fit_loglog, 2000 "
-              "resamples of whole curves, fit on the log of the mean curve, <= 60 log-spaced points); "
+              "resamples of whole curves, Theil-Sen fit of the log of the mean curve, <= 60 log-spaced "
+              "points); "
               "round-off is irrelevant at these magnitudes (curves >= 1e-3, u = 1.1e-16). Case -o1: "
               "4 u sum_t (lambda_t/eta_t + |v_t|) + T u sum_t |v_t| + 4 u lambda_{T+1}/eta_T (_o1_excess)",
     faults=("over-decaying-step",)))

@@ -56,15 +56,18 @@ class LogLogFit:
         return self.ci[0] <= value <= self.ci[1]
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    xm = x.mean()
-    slope = float(((x - xm) * (y - y.mean())).sum() / ((x - xm) ** 2).sum())
-    return slope, float(y.mean() - slope * xm)
+def _theil_sen(x: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Theil-Sen fits of the rows of Y (k, n) against x (n,), vectorised over rows: slope = median of the
+    pairwise slopes (y_j - y_i) / (x_j - x_i), i < j; intercept = median(y) - slope median(x), as
+    scipy.stats.theilslopes (which this reproduces to round-off for one row)."""
+    i, j = np.triu_indices(x.size, k=1)
+    slopes = np.median((Y[:, j] - Y[:, i]) / (x[j] - x[i]), axis=1)
+    return slopes, np.median(Y, axis=1) - slopes * np.median(x)
 
 
 def _geometric_subset(T: np.ndarray, max_points: int) -> np.ndarray:
     """Indices of at most ``max_points`` entries of sorted T, about evenly spaced in log T (so that a
-    dense grid t = 1..T does not let the large-T tail dominate the least-squares fit)."""
+    dense grid t = 1..T does not let the large-T tail dominate the fit)."""
     if T.size <= max_points:
         return np.arange(T.size)
     grid = np.geomspace(T[0], T[-1], max_points)
@@ -73,7 +76,8 @@ def _geometric_subset(T: np.ndarray, max_points: int) -> np.ndarray:
 
 def fit_loglog(T, values, *, burn_in: float = 0, seeds_axis: int | None = None, n_boot: int = 2000,
                level: float = 0.95, max_points: int = 60, seed: int = 0) -> LogLogFit:
-    r"""Fit ``values ~ C T^slope`` by least squares on (log T, log values), with a bootstrap CI.
+    r"""Fit ``values ~ C T^slope`` on (log T, log values) by Theil-Sen (median of pairwise slopes,
+    ``scipy.stats.theilslopes``; robust to the few outlying points of a noisy curve), with a bootstrap CI.
 
     T: (n,) positive, increasing. values: (n,) one curve, or a 2-D array holding one curve per seed,
     the seeds along ``seeds_axis`` (0 or 1). Only points with ``T >= burn_in`` are fitted (a threshold on
@@ -113,25 +117,21 @@ def fit_loglog(T, values, *, burn_in: float = 0, seeds_axis: int | None = None, 
         raise ValueError("values must be finite and > 0 on the fitted range (log-log fit)")
     x = np.log(T)
     y = np.log(V.mean(axis=0))
-    slope, intercept = _ols(x, y)
+    slope, intercept = (float(v[0]) for v in _theil_sen(x, y[None]))
     rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot)
     n_seeds = V.shape[0]
     if n_seeds > 1:
         method = "seeds"
-        for k in range(n_boot):
-            pick = rng.integers(0, n_seeds, n_seeds)
-            boot[k] = _ols(x, np.log(V[pick].mean(axis=0)))[0]
+        picks = rng.integers(0, n_seeds, (n_boot, n_seeds))
+        boot = _theil_sen(x, np.log(V[picks].mean(axis=1)))[0]
     else:
         method = "blocks"
         resid = y - (intercept + slope * x)
         n = x.size
         block = max(1, n // 8)
-        starts_max = n - block + 1
-        for k in range(n_boot):
-            starts = rng.integers(0, starts_max, -(-n // block))
-            r = np.concatenate([resid[s:s + block] for s in starts])[:n]
-            boot[k] = _ols(x, intercept + slope * x + r)[0]
+        starts = rng.integers(0, n - block + 1, (n_boot, -(-n // block)))
+        r = resid[(starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :n]]
+        boot = _theil_sen(x, intercept + slope * x + r)[0]
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
     return LogLogFit(slope=slope, intercept=intercept, ci=(float(lo), float(hi)), level=level,
