@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from layers._problem import Problem, build_problem, cell_sums
+from layers._problem import Problem, build_problem, cell_sums, resolve_device
 from layers._rows import clip, coefficients, row_root
 from layers.projection import penalized_step, project
 from reference import online as ref
@@ -183,18 +183,28 @@ class BatchedTrace:
                                eps=self.eps, eta0=self.eta0, schedule=self.schedule)
 
 
-def _steps(x, name: str, device, dtype=None) -> list:
-    """(T, S, ...) array / tensor or a sequence of T per-step arrays -> list of tensors on device."""
+def _steps(x, name: str, device, dtype=None, like=None) -> list:
+    """(T, S, ...) array / tensor or a sequence of T per-step arrays -> list of tensors on device.
+
+    ``like`` (z's first step): a torch tensor given for groups / targets must already be on z's device
+    and, for floating targets, of z's dtype (as in ``layers.project``); NumPy input is converted."""
     if isinstance(x, (np.ndarray, torch.Tensor)):
+        given = [isinstance(x, torch.Tensor)] * (x.shape[0] if x.ndim >= 2 else 0)
         seq = list(torch.as_tensor(x).unbind(0)) if x.ndim >= 2 else None
     elif isinstance(x, Sequence):
+        given = [isinstance(v, torch.Tensor) for v in x]
         seq = [torch.as_tensor(v) for v in x]
     else:
         seq = None
     if seq is None or len(seq) == 0:
         raise ValueError(f"{name} must be a (T, S, ...) array or a non-empty sequence of per-step arrays")
     out = []
-    for v in seq:
+    for v, tensor in zip(seq, given, strict=True):
+        if tensor and like is not None:
+            if v.device != like.device:
+                raise ValueError(f"device mismatch: {name} on {v.device}, z on {like.device}")
+            if v.is_floating_point() and dtype is not None and v.dtype != dtype:
+                raise ValueError(f"dtype mismatch: {name} are {v.dtype}, z is {dtype}")
         v = v.to(device)
         if dtype is not None:
             v = v.to(dtype)
@@ -255,17 +265,18 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
     if not (np.isfinite(eta0) and eta0 > 0):
         raise ValueError(f"eta0 must be finite and > 0, got {eta0}")
     ref.check_schedule(schedule)
-    if b_tau is not None and b_tau < 1:
-        raise ValueError(f"b_tau must be >= 1 or None, got {b_tau}")
+    ref.check_b_tau(b_tau)
     if not (np.isfinite(lam1) and lam1 >= 0):
         raise ValueError(f"lam1 must be finite and >= 0, got {lam1}")
+    device = resolve_device(device)
     if dtype is None:
         dtype = z.dtype if isinstance(z, torch.Tensor) else torch.float64
     if device is None and isinstance(z, torch.Tensor):
         device = z.device
     zs = _steps(z, "z", device, dtype)
-    gs = _steps(groups, "groups", device)
-    ts = _steps(targets, "targets", device, dtype) if targets is not None else [None] * len(zs)
+    gs = _steps(groups, "groups", zs[0].device, like=zs[0])
+    ts = (_steps(targets, "targets", zs[0].device, dtype, like=zs[0]) if targets is not None
+          else [None] * len(zs))
     T, S = len(zs), zs[0].shape[0]
     if len(gs) != T or len(ts) != T:
         raise ValueError(f"shape mismatch: z has {T} steps, groups {len(gs)}, targets {len(ts)}")
@@ -274,6 +285,8 @@ def run_online(z, groups, *, eps: float, eta0: float = ref.ETA0_PACKAGE, schedul
             raise ValueError(f"shape mismatch: step {t} of z has shape {tuple(zs[t].shape)}, "
                              f"expected ({S}, b)")
     b = np.array([v.shape[1] for v in zs], dtype=np.int64)
+    if S == 0 or not b.all():
+        raise ValueError(f"empty input: {S} streams, batch sizes down to {int(b.min())} (need >= 1 of each)")
     hard = np.zeros(T, dtype=bool) if b_tau is None else b >= b_tau
     eta = np.zeros(T)
     count = 0

@@ -121,6 +121,9 @@ def check_bounds(bounds) -> tuple[float, float] | None:
         raise ValueError(f"bounds must be a pair (lb, ub) or None, got {bounds!r}") from None
     if np.isnan(lb) or np.isnan(ub):
         raise ValueError("bounds contain NaN")
+    if not (np.isfinite(lb) and np.isfinite(ub)):
+        raise ValueError(f"bounds must be finite (pass bounds=None for no box; a one-sided box is not "
+                         f"supported), got lb={lb}, ub={ub}")
     if not lb < ub:
         raise ValueError(f"bounds need lb < ub, got lb={lb}, ub={ub}")
     return lb, ub

@@ -168,6 +168,18 @@ def _as_batches(stream) -> Sequence:
     return batches
 
 
+def check_b_tau(b_tau) -> None:
+    """b_tau: a batch size (an integer >= 1) or None (never switch to the hard layer)."""
+    if b_tau is None:
+        return
+    try:
+        ok = bool(np.isfinite(b_tau) and float(b_tau) == int(b_tau) and b_tau >= 1)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"b_tau must be an integer >= 1 or None, got {b_tau!r}")
+
+
 def run_online(stream, *, eps: float, eta0: float = ETA0_PACKAGE, schedule: str = "package",
                metric: str = "dp", bounds=None, b_tau: int | None = B_TAU_PACKAGE, gap: str = "max",
                lam1: float = 0.0, update: Callable[[float, float, int, float, float], float] = dual_update,
@@ -186,8 +198,7 @@ def run_online(stream, *, eps: float, eta0: float = ETA0_PACKAGE, schedule: str 
     check_schedule(schedule)
     if gap not in GAPS:
         raise ValueError(f"gap must be one of {GAPS}, got {gap!r}")
-    if b_tau is not None and b_tau < 1:
-        raise ValueError(f"b_tau must be >= 1 or None, got {b_tau}")
+    check_b_tau(b_tau)
     if not (np.isfinite(lam1) and lam1 >= 0):
         raise ValueError(f"lam1 must be finite and >= 0, got {lam1}")
     batches = _as_batches(stream)

@@ -97,8 +97,8 @@ def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
     * stationarity:    residual of 2(y - z) + A^T mu + rho = 0 on the free coordinates (rho is solved
                        for, so what remains is rho on free coordinates, reported under ``dual``).
 
-    Scale: 1 + max|z| for every residual (all in units of y). A y or mu with a NaN or infinite entry gives
-    ``max = inf`` (never certified).
+    Scale: 1 + max|z| for every residual (all in units of y). A y, z or mu with a NaN or infinite entry
+    gives ``max = inf`` (never certified).
     """
     y = np.asarray(y, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64)
@@ -106,10 +106,10 @@ def kkt_residuals(y, z, constraints: Constraints, mu) -> dict:
     C = constraints
     if mu.shape[0] != C.m:
         raise ValueError(f"shape mismatch: mu has {mu.shape[0]} entries for {C.m} constraint rows")
-    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(mu))):    # max() below would drop a NaN
+    if not all(np.all(np.isfinite(v)) for v in (y, z, mu)):          # max() below would drop a NaN
         inf = float("inf")
-        return {"primal": inf, "dual": inf, "complementarity": inf, "stationarity": inf,
-                "scale": 1.0 + float(np.max(np.abs(z))), "max": inf}
+        return {"primal": inf, "dual": inf, "complementarity": inf, "stationarity": inf, "scale": inf,
+                "max": inf}
     primal = C.violation(y)
     rho = -2.0 * (y - z) - (C.A.T @ mu if C.m else 0.0)
     if C.bounds is None:

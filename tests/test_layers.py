@@ -627,6 +627,7 @@ def _call(z=None, groups=None, **kw):
     (dict(groups=torch.tensor([0, 0, 0, 0])), "empty group"),
     (dict(eps=-0.1), "eps must be >= 0"),
     (dict(bounds=(1.0, 1.0)), "lb < ub"),
+    (dict(bounds=(0.0, float("inf"))), "bounds must be finite"),
     (dict(groups=torch.tensor([0, 1, 0])), "shape mismatch"),
     (dict(groups=torch.tensor([0, 2, 0, 1])), "binary"),
     (dict(metric="mr"), "needs targets"),

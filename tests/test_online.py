@@ -291,6 +291,19 @@ def test_torch_bad_input_raises():
         lo.run_online(z, 2 * g, eps=EPS)
     with pytest.raises(ValueError, match="shape mismatch"):
         lo.run_online([z[0], torch.zeros(3, 4, dtype=torch.float64)], [g[0], g[0]], eps=EPS)
+    with pytest.raises(ValueError, match="empty input"):
+        lo.run_online(z[:, :0], g[:, :0], eps=EPS)
+    with pytest.raises(ValueError, match="b_tau must be an integer"):
+        lo.run_online(z, g, eps=EPS, b_tau=float("nan"))
+    with pytest.raises(ValueError, match="bounds must be finite"):
+        lo.run_online(z, g, eps=EPS, bounds=(-float("inf"), float("inf")))
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        lo.run_online(z, g, eps=EPS, metric="mr", targets=torch.zeros(3, 2, 4, dtype=torch.float32))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            lo.run_online(z, g, eps=EPS, device="cuda")
+    with pytest.raises(ValueError, match="b_tau must be an integer"):
+        ref.run_online(_stream(T=3).batches, eps=EPS, b_tau=2.5)
 
 
 def test_o4_short():

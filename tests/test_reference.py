@@ -343,6 +343,8 @@ def test_non_finite_points_are_never_certified(bad):
     assert res.constraints.violation(y) == np.inf
     assert reference.kkt_residuals(y, z, res.constraints, res.mu)["max"] == np.inf
     assert reference.kkt_residuals(res.y, z, res.constraints, res.mu * bad)["max"] == np.inf
+    assert reference.kkt_residuals(res.y, np.where(np.arange(50) == 3, bad, z), res.constraints,
+                                   res.mu)["max"] == np.inf
 
 
 def test_large_instances_are_certified():
@@ -367,6 +369,8 @@ GOOD = dict(z=np.array([0.0, 1.0, 2.0, 3.0]), groups=np.array([0, 1, 0, 1]), met
     (dict(eps=-0.1), "eps must be >= 0"),
     (dict(bounds=(1.0, 1.0)), "lb < ub"),
     (dict(bounds=(2.0, 1.0)), "lb < ub"),
+    (dict(bounds=(-np.inf, np.inf)), "bounds must be finite"),
+    (dict(bounds=(0.0, np.inf)), "bounds must be finite"),
     (dict(groups=np.array([0, 1, 0])), "shape mismatch"),
     (dict(z=np.zeros((2, 2))), "one-dimensional"),
     (dict(groups=np.array([0, 1, 2, 1])), "binary"),
