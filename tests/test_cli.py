@@ -100,10 +100,23 @@ def test_context_reaches_the_check(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv,message", [
     (["--claims", "X99"], "unknown claim"),
+    (["--claims", " , "], "names no claim id"),
+    (["--seed", "-1"], "--seed must be >= 0"),
 ])
 def test_usage_errors(argv, message, tmp_path, capsys):
     assert cli.main([*argv, "--out", str(tmp_path)]) == cli.EXIT_ERROR
     assert message in capsys.readouterr().err
+
+
+def test_unusable_out_is_a_usage_error_before_any_claim_runs(tmp_path, capsys, monkeypatch):
+    ran = []
+    monkeypatch.setattr(cli, "run_claim", lambda *a: ran.append(a))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, message in ((a_file, "is not a directory"), (a_file / "sub", "cannot be created")):
+        assert cli.main(["--claims", FAST, "--out", str(out)]) == cli.EXIT_ERROR
+        assert message in capsys.readouterr().err
+    assert not ran
 
 
 def test_cuda_absent_is_a_clear_error(capsys, tmp_path):

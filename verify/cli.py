@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import time
 import traceback
@@ -54,6 +55,24 @@ def check_backend(backend: str) -> None:
         raise ValueError("--backend cuda: CUDA is not available on this machine "
                          f"(torch {torch.__version__}, torch.version.cuda={torch.version.cuda}); "
                          "use --backend cpu")
+
+
+def check_args(args) -> None:
+    """Raise ValueError naming the problem before any claim runs: a negative seed, a --claims list with no
+    id, an --out that cannot be a writable directory."""
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.claims and not any(c.strip() for c in args.claims.split(",")):
+        raise ValueError(f"--claims names no claim id: {args.claims!r}")
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out} cannot be created: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out} is not writable")
 
 
 def _progress_factory(enabled: bool):
@@ -99,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         check_backend(args.backend)
+        check_args(args)
         claims = select(args.claims.split(",") if args.claims else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
