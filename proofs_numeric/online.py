@@ -29,9 +29,10 @@ def _check_fault(fault: str | None, known: tuple[str, ...]) -> None:
 # P4: sum_{t<=T} 1/sqrt(t) <= 2 sqrt(T) - 1
 # ---------------------------------------------------------------------------------------------
 
-def p4_bound(T, fault: str | None = None):
-    """The claimed bound B(T) = 2 sqrt(T) - 1 (fault ``wrong-constant``: 2 sqrt(T) - 2)."""
-    return 2 * sp.sqrt(T) - (2 if fault == "wrong-constant" else 1)
+def p4_bound(T, fault: str | None = None, sqrt=sp.sqrt):
+    """The claimed bound B(T) = 2 sqrt(T) - 1 (fault ``wrong-constant``: 2 sqrt(T) - 2); ``sqrt``: sympy's,
+    or an interval one (the rigorous check evaluates this same expression in interval arithmetic)."""
+    return 2 * sqrt(T) - (2 if fault == "wrong-constant" else 1)
 
 
 def p4_sum_bound(n_max: int, fault: str | None = None) -> list[Finding]:
@@ -61,13 +62,12 @@ def p4_sum_bound(n_max: int, fault: str | None = None) -> list[Finding]:
                 0.0, detail="B(T) - B(T-1) - int_(T-1)^T s^(-1/2) ds, T = u + 2"),
     ]
     # Rigorous enclosure of slack(T) = B(T) - sum_{t<=T} 1/sqrt(t): the check needs its lower end >= 0.
-    c = 2 if fault == "wrong-constant" else 1
     iv = MPIntervalContext()                          # private context: 40 digits, outward rounding
     iv.dps = 40
     acc, lows = iv.mpf(0), []
     for T in range(1, n_max + 1):
         acc += 1 / iv.sqrt(T)
-        lows.append((2 * iv.sqrt(T) - c - acc).a)
+        lows.append((p4_bound(T, fault, sqrt=iv.sqrt) - acc).a)
     worst = min(range(n_max), key=lambda k: lows[k])
     tail = float(lows[-1])
     after_one = float(min(lows[1:])) if n_max > 1 else float("nan")

@@ -19,7 +19,7 @@ import sympy as sp
 from proofs_numeric.exact import Finding, clip, rational, residual
 from reference.constraints import build_constraints
 
-P1_FAULTS = ("swapped-weights", "clip-after-projection")
+P1_FAULTS = ("swapped-weights", "clip-after-projection", "feasibility-of-unclipped-z")
 P2_FAULTS = ("no-projection", "no-inverse")
 P3_FAULTS = ("wrong-constant",)
 
@@ -140,13 +140,16 @@ def p1_closed_form_instances(sizes, fault: str | None = None) -> list[Finding]:
 
 # Box case: exact multiplier and KKT certificate ------------------------------------------------
 
-def box_multiplier(z: list, a: list, eps, lb, ub) -> sp.Rational:
+def box_multiplier(z: list, a: list, eps, lb, ub, feasible_if_z_is: bool = False) -> sp.Rational:
     """The root nu of h(nu) = a^T clip(z - nu a, lb, ub) at +-eps (0 when |h(0)| <= eps), exactly.
 
     h is nonincreasing and piecewise linear with breakpoints (z_i - lb)/a_i, (z_i - ub)/a_i, so the
     root lies on one linear piece and is found by exact interpolation. Raises if infeasible.
+    ``feasible_if_z_is`` (planted fault of P1): also nu = 0 when the unclipped z satisfies |a^T z| <= eps.
     """
     h = lambda nu: sum(ai * clip(zi - nu * ai, lb, ub) for zi, ai in zip(z, a, strict=True))
+    if feasible_if_z_is and abs(sum(ai * zi for ai, zi in zip(a, z, strict=True))) <= eps:
+        return sp.Integer(0)
     h0 = h(0)
     if abs(h0) <= eps:
         return sp.Integer(0)
@@ -185,13 +188,19 @@ BOX_INSTANCES = (
     ("upper", ["2", "4/5", "1/2", "1/5", "-1"], [0, 0, 0, 1, 1], "1/20", 0, 1),
     ("lower", ["-1", "1/10", "3/10", "6/5", "9/10", "2/5"], [0, 0, 0, 1, 1, 1], "1/10", 0, 1),
     ("clip-feasible", ["3/2", "1/2", "1", "-1/2"], [0, 0, 1, 1], "1/4", 0, 1),
+    # a^T z = 0 is feasible, a^T clip(z) = -1/2 is not (a rule reading feasibility off the unclipped z
+    # sets nu = 0 here) ...
+    ("clip-makes-infeasible", ["2", "0", "1", "1"], [0, 0, 1, 1], "1/10", 0, 1),
+    # ... and clipping flips the side: a^T z = 3/2 > 0 > a^T clip(z) = -1/2 (a side read off z fails); audit
+    ("clip-flips-side", ["5", "0", "1", "1"], [0, 0, 1, 1], "1/10", 0, 1),
 )
 
 
 def p1_box(fault: str | None = None) -> list[Finding]:
     """L7 with a box: y = clip(z - nu a) with nu the root of a^T clip(z - nu a) = +-eps is a KKT
     point with mu = 2 nu (exact rationals). The fault ``clip-after-projection`` instead clips the
-    unboxed projection z - nu0 a, nu0 = s (|d| - eps)/||a||^2."""
+    unboxed projection z - nu0 a, nu0 = s (|d| - eps)/||a||^2; ``feasibility-of-unclipped-z`` takes nu = 0
+    whenever |a^T z| <= eps, although the box can move a^T clip(z) outside [-eps, eps]."""
     out = []
     for name, z, groups, eps, lb, ub in BOX_INSTANCES:
         z = [sp.Rational(v) for v in z]
@@ -202,7 +211,7 @@ def p1_box(fault: str | None = None) -> list[Finding]:
             d = sum(ai * zi for ai, zi in zip(a, z, strict=True))
             nu = sp.sign(d) * max(abs(d) - eps, 0) / sum(ai**2 for ai in a)
         else:
-            nu = box_multiplier(z, a, eps, lb, ub)
+            nu = box_multiplier(z, a, eps, lb, ub, feasible_if_z_is=fault == "feasibility-of-unclipped-z")
         y = [clip(zi - nu * ai, lb, ub) for zi, ai in zip(z, a, strict=True)]
         viol = kkt_violation(z, a, eps, lb, ub, y, 2 * nu)
         clipped = sum(v in (lb, ub) for v in y)

@@ -48,6 +48,16 @@ def test_p5_deterministic_and_seeded():
     assert a == [r.figure for r in _run("P5", seed=3)]
 
 
+def test_p4_rigorous_case_evaluates_the_claimed_bound(monkeypatch):
+    """The interval case checks the same B(T) as the symbolic steps: a false bound sqrt(T) fails it
+    (it used to evaluate its own copy of 2 sqrt(T) - 1; audit)."""
+    import sympy as sp
+
+    monkeypatch.setattr(online, "p4_bound", lambda T, fault=None, sqrt=sp.sqrt: sqrt(T))
+    exact = {f.case: f for f in online.p4_sum_bound(50)}["exact"]
+    assert exact.figure < exact.bound
+
+
 def test_residual_is_strict():
     import sympy as sp
 
