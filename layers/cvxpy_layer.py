@@ -14,7 +14,10 @@ pairwise metric): for one batch composition,
 
 each two-sided row written as two inequalities, exactly as the authors do. Rows whose groups are empty in
 the batch are skipped as the authors skip them (dp and mr: the whole attribute when either of its groups
-is empty; eo: the (attribute, class) pair; pairwise: absent cells are no cells).
+is empty; eo: the (attribute, class) pair; pairwise: absent cells are no cells); a batch with no row left
+raises ValueError. Bad input raises ValueError before any solve, with the reference's checks (eps finite and
+>= 0, targets finite of shape (b,), every row reachable in the box) and dtype / shape checks on z, eps,
+targets as in :func:`layers.project`.
 ``CvxpyLayer(problem, parameters=[raw, (y,) slack], variables=[yhat])`` is solved by the library default
 (diffcp + SCS at its default settings) unless ``solver`` / ``solver_args`` say otherwise.
 
@@ -33,7 +36,14 @@ import itertools
 import numpy as np
 import torch
 
-from reference.constraints import check_bounds, check_groups, check_metric
+from reference.constraints import (
+    as_float_vector,
+    build_constraints,
+    check_bounds,
+    check_eps,
+    check_groups,
+    check_metric,
+)
 
 DEFAULT_SOLVER = None           # cvxpylayers' default backend: diffcp, which solves with SCS
 DEFAULT_SOLVER_ARGS: dict = {}  # the library defaults: diffcp's batch solve uses SCS at its defaults
@@ -68,6 +78,12 @@ class CvxpyFairnessLayer:
         self.b = b
         if metric in ("mr", "eo") and targets is None:
             raise ValueError(f"metric {metric!r} needs targets (y_true), got None")
+        if metric == "eo":          # the selectors are built from these labels: validate them here
+            targets = as_float_vector(targets.detach() if isinstance(targets, torch.Tensor) else targets,
+                                      "targets")
+            if targets.shape[0] != b:
+                raise ValueError(f"shape mismatch: targets must have shape ({b},), got {targets.shape}")
+        self.groups, self.eo_targets = g, (targets if metric == "eo" else None)
 
         yhat = cp.Variable(b)
         raw = cp.Parameter(b)
@@ -102,6 +118,9 @@ class CvxpyFairnessLayer:
                 else:  # mr
                     for s in (s0, s1):
                         cons += [mean(yhat, s) - mean(y, s) <= slack, mean(yhat, s) - mean(y, s) >= -slack]
+        if len(cons) == (0 if self.bounds is None else 2):
+            raise ValueError(f"no fairness row: every {metric} constraint has an empty group in this batch "
+                             "(the authors' layer skips such rows, which leaves nothing to project onto)")
         problem = cp.Problem(cp.Minimize(cp.sum_squares(yhat - raw)), cons)
         params = [raw, y, slack] if y is not None else [raw, slack]
         self.layer = CvxpyLayer(problem, parameters=params, variables=[yhat], solver=solver,
@@ -115,16 +134,26 @@ class CvxpyFairnessLayer:
         _cpu(targets, "targets")
         if z.shape[-1] != self.b or z.ndim not in (1, 2):
             raise ValueError(f"shape mismatch: z must be ({self.b},) or (P, {self.b}), got {tuple(z.shape)}")
+        if z.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"z must be float32 or float64, got {z.dtype}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError("z contains NaN or inf")
+        for name, v in (("eps", eps), ("targets", targets)):
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != z.dtype:
+                raise ValueError(f"dtype mismatch: {name} is {v.dtype}, z is {z.dtype}")
         e = torch.as_tensor(eps, dtype=z.dtype).reshape(-1)
-        if bool((e < 0).any()):
-            raise ValueError(f"eps must be >= 0, got {e.min().item()}")
+        P = z.shape[0] if z.ndim == 2 else 1
+        if e.numel() not in (1, P):
+            raise ValueError(f"shape mismatch: eps must be a scalar or have {P} entries, got {e.numel()}")
+        for v in e.detach().unique().tolist():          # finite, >= 0, and every row reachable in the box
+            build_constraints(self.groups, self.metric, eps=check_eps(v), b=self.b, bounds=self.bounds,
+                              targets=targets if self.metric == "mr" else self.eo_targets, empty="drop")
         e = e.reshape(1) if e.numel() == 1 else e.reshape(-1, 1)
         args = [z]
         if self.metric == "mr":
-            if targets is None:
-                raise ValueError("metric 'mr' needs targets (y_true), got None")
+            t = as_float_vector(targets.detach() if isinstance(targets, torch.Tensor) else targets, "targets")
+            if t.shape[0] != self.b:
+                raise ValueError(f"shape mismatch: targets must have shape ({self.b},), got {t.shape}")
             args.append(torch.as_tensor(targets, dtype=z.dtype))
         args.append(e)
         (y,) = self.layer(*args)
@@ -137,6 +166,9 @@ def cvxpy_layer(z, groups, *, metric: str, eps, bounds=None, targets=None, solve
 
     Same arguments as :func:`layers.project` (z (b,) or (P, b) with shared groups); returns y (z's shape).
     """
+    if np.ndim(z) not in (1, 2):
+        raise ValueError(f"z must have shape (b,) or (P, b) (groups shared), got {tuple(np.shape(z))}")
+    check_groups(groups.cpu().numpy() if isinstance(groups, torch.Tensor) else groups, np.shape(z)[-1])
     layer = CvxpyFairnessLayer(groups, metric=metric, bounds=bounds, targets=targets, solver=solver,
                                solver_args=solver_args)
     return layer(z, eps, targets=targets)

@@ -102,6 +102,18 @@ def test_non_cpu_input_raises():
     (dict(metric="mr"), "needs targets"),
     (dict(eps=-1.0), "eps must be >= 0"),
     (dict(z=torch.tensor([0.0, float("nan"), 1.0, 2.0], dtype=torch.float64)), "NaN"),
+    (dict(groups=torch.tensor([0, 0, 0, 0])), "no fairness row"),
+    (dict(eps=float("nan")), "eps must be finite"),
+    (dict(eps=float("inf")), "eps must be finite"),
+    (dict(eps=torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)), "shape mismatch"),
+    (dict(eps=torch.tensor(0.1, dtype=torch.float32)), "dtype mismatch"),
+    (dict(z=torch.tensor([0, 1, 2, 3])), "float32 or float64"),
+    (dict(metric="mr", targets=torch.tensor([0.0, float("nan"), 1.0, 0.0], dtype=torch.float64)), "NaN"),
+    (dict(metric="mr", targets=torch.zeros(2, 4, dtype=torch.float64)), "one-dimensional"),
+    (dict(metric="mr", targets=torch.full((4,), 5.0, dtype=torch.float64), bounds=(0.0, 1.0)), "infeasible"),
+    (dict(metric="eo", targets=torch.tensor([0.0, float("nan"), 1.0, 0.0], dtype=torch.float64)), "NaN"),
+    (dict(groups=torch.tensor([0, 1, 0])), "shape mismatch"),
+    (dict(bounds=(0.0, float("inf"))), "bounds must be finite"),
 ])
 def test_bad_input_raises(kw, match):
     args = dict(z=torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64), groups=torch.tensor([0, 1, 0, 1]),
