@@ -95,7 +95,7 @@ def _aux_tensor(x, name: str, z: torch.Tensor, *, floating: bool) -> torch.Tenso
     if isinstance(x, torch.Tensor):
         if x.device != z.device:
             raise ValueError(f"device mismatch: {name} is on {x.device}, z on {z.device}")
-        if floating and x.dtype in FLOATS and x.dtype != z.dtype:
+        if floating and x.is_floating_point() and x.dtype != z.dtype:
             raise ValueError(f"dtype mismatch: {name} is {x.dtype}, z is {z.dtype}")
         return x.to(z.dtype) if floating else x
     arr = np.asarray(x)

@@ -104,7 +104,10 @@ def check_groups(groups, b: int) -> np.ndarray:
 
 
 def check_eps(eps) -> float:
-    eps = float(eps)
+    try:
+        eps = float(eps)
+    except (TypeError, ValueError):
+        raise ValueError(f"eps must be a real scalar, got {eps!r}") from None
     if not np.isfinite(eps):
         raise ValueError(f"eps must be finite, got {eps}")
     if eps < 0:
