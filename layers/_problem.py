@@ -108,6 +108,8 @@ def scalar_or_batch(x, name: str, z: torch.Tensor, batch_shape: tuple, P: int) -
     """eps / lam: a number or a tensor of shape () or ``batch_shape`` -> (P,) in z's dtype; finite, >= 0."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):   # a fill kernel, no host->device copy
         return torch.full((P,), float(x), dtype=z.dtype, device=z.device)
+    if isinstance(x, (bool, np.bool_, str, bytes)) or isinstance(x, torch.Tensor) and x.dtype == torch.bool:
+        raise ValueError(f"{name} must be a real number or tensor, got {x!r}")
     t = _aux_tensor(x, name, z, floating=True)
     if t.shape not in ((), tuple(batch_shape)):
         raise ValueError(f"shape mismatch: {name} must be a scalar or have shape {tuple(batch_shape)}, "

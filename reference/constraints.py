@@ -104,6 +104,8 @@ def check_groups(groups, b: int) -> np.ndarray:
 
 
 def check_eps(eps) -> float:
+    if isinstance(eps, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"eps must be a real scalar, got {eps!r}")
     try:
         eps = float(eps)
     except (TypeError, ValueError):

@@ -636,6 +636,8 @@ def _call(z=None, groups=None, **kw):
     (dict(metric="xx"), "metric must be one of"),
     (dict(eps=torch.tensor(0.1, dtype=torch.float32)), "dtype mismatch"),
     (dict(eps=torch.tensor(0.1, dtype=torch.float16)), "dtype mismatch"),
+    (dict(eps=True), "must be a real number"),
+    (dict(eps="0.1"), "must be a real number"),
     (dict(eps=torch.tensor([0.1, 0.2], dtype=torch.float64)), "shape mismatch"),
     (dict(metric="mr", targets=torch.tensor([0.0, 1.0], dtype=torch.float64)), "shape mismatch"),
     (dict(empty="nope"), "empty must be"),

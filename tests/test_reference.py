@@ -371,6 +371,8 @@ GOOD = dict(z=np.array([0.0, 1.0, 2.0, 3.0]), groups=np.array([0, 1, 0, 1]), met
     (dict(bounds=(2.0, 1.0)), "lb < ub"),
     (dict(bounds=(-np.inf, np.inf)), "bounds must be finite"),
     (dict(eps=np.array([0.1, 0.2, 0.3])), "eps must be a real scalar"),
+    (dict(eps="0.1"), "eps must be a real scalar"),
+    (dict(eps=True), "eps must be a real scalar"),
     (dict(bounds=(0.0, np.inf)), "bounds must be finite"),
     (dict(groups=np.array([0, 1, 0])), "shape mismatch"),
     (dict(z=np.zeros((2, 2))), "one-dimensional"),
