@@ -145,15 +145,13 @@ class CvxpyFairnessLayer:
         P = z.shape[0] if z.ndim == 2 else 1
         if e.numel() not in (1, P):
             raise ValueError(f"shape mismatch: eps must be a scalar or have {P} entries, got {e.numel()}")
-        for v in e.detach().unique().tolist():          # finite, >= 0, and every row reachable in the box
+        t = targets.detach() if isinstance(targets, torch.Tensor) else targets
+        for v in e.detach().unique().tolist():   # eps finite, >= 0; mr targets finite, (b,); rows reachable
             build_constraints(self.groups, self.metric, eps=check_eps(v), b=self.b, bounds=self.bounds,
-                              targets=targets if self.metric == "mr" else self.eo_targets, empty="drop")
+                              targets=t if self.metric == "mr" else self.eo_targets, empty="drop")
         e = e.reshape(1) if e.numel() == 1 else e.reshape(-1, 1)
         args = [z]
         if self.metric == "mr":
-            t = as_float_vector(targets.detach() if isinstance(targets, torch.Tensor) else targets, "targets")
-            if t.shape[0] != self.b:
-                raise ValueError(f"shape mismatch: targets must have shape ({self.b},), got {t.shape}")
             args.append(torch.as_tensor(targets, dtype=z.dtype))
         args.append(e)
         (y,) = self.layer(*args)

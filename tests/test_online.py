@@ -574,7 +574,7 @@ def test_o3_checks_o1_on_its_own_torch_runs(monkeypatch):
 
     monkeypatch.setattr(lon, "dual_steps", unweighted)
     _, _, _, bad = co._violation_curves("stationary-eps0", 2000, 2, 0, None, "torch", "cpu", idx)
-    assert np.max(bad) > 1.0
+    assert np.min(bad) > 0.1            # gap units: every stream breaks O1 by O(1) (measured 0.70, 1.02)
 
 
 def test_o3_reference_engine_without_torch_path():

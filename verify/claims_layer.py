@@ -479,8 +479,7 @@ def _l1_float32(ctx: Context, layer: Layer) -> list[CheckResult]:
         z32 = inst.z.astype(np.float32).astype(np.float64)      # the problem the float32 layer solves
         y = layer.numpy(inst.with_z(z32), dtype=torch.float32)(z32)
         s, tol = slack(inst.with_z(z32).constraints(), y), feasibility_tol(C, z32, u=U32)
-        # the slack may be negative, so cases are ranked by slack - tol; a NaN slack wins and stays
-        if worst is None or not np.isnan(worst) and not s - tol <= worst - worst_tol:
+        if worst is None or _nan_first(s - tol) > _nan_first(worst - worst_tol):   # slack may be < 0
             worst, worst_tol = s, tol
     return [CheckResult.compare("L1-float32", worst, worst_tol,
                                 detail="largest slack of the float32 layer over every case (b=64)",
@@ -582,14 +581,16 @@ def _l2_float32(ctx: Context, layer: Layer) -> CheckResult:
                                f"(b={b}, the float32-rounded z)", evidence={"b": b, "seed": ctx.seed})
 
 
-def _worse(cur: tuple[float, float] | None, new: tuple[float, float]) -> tuple[float, float]:
-    """Keep the (figure, bound) pair with the larger figure / bound (None: nothing yet). A NaN figure
-    ranks above every number and stays: an undefined result must FAIL, not be outvoted by later cases."""
-    def rank(pair):
-        r = pair[0] / pair[1]
-        return np.inf if np.isnan(r) else r
+def _nan_first(x: float) -> float:
+    """Rank key of a worst case: NaN above every number, so an undefined result is kept (and FAILs)
+    instead of being outvoted by later cases."""
+    return np.inf if np.isnan(x) else x
 
-    return new if cur is None or rank(new) > rank(cur) or np.isnan(new[0]) and not np.isnan(cur[0]) else cur
+
+def _worse(cur: tuple[float, float] | None, new: tuple[float, float]) -> tuple[float, float]:
+    """Keep the (figure, bound) pair with the larger figure / bound (None: nothing yet; NaN: see
+    :func:`_nan_first`)."""
+    return new if cur is None or _nan_first(new[0] / new[1]) > _nan_first(cur[0] / cur[1]) else cur
 
 
 def _solver_eps(layer: Layer) -> tuple[float, float]:

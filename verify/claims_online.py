@@ -414,17 +414,15 @@ def _violation_curves(name: str, T: int, S: int, seed: int, fault: str | None, e
                       idx: np.ndarray, progress=None):
     """Cumulative (or envelope) violation C, weighted average A = C / N_T and the O1 bound term
     lambda_{T+1} / eta_T of S streams at the indices ``idx`` of 0..T-1: arrays (S, len(idx)); and O1's
-    inequality on the same runs at every step: max_T (V_T - lambda_{T+1}/eta_T - allowance), (S,), with V_T
-    the plain cumulative violation (see :func:`_o1_excess`)."""
+    inequality on the same runs at every step, as O1 checks it (:func:`o1_excess`), (S,)."""
     eps, build, kind = O3_SCENARIOS[name]
     schedule = "inverse" if fault == "over-decaying-step" else "package"
     if engine == "reference":
         C, A, B, O1 = [], [], [], []
         for s in range(S):
             tr = ref.run_online(build(T, seed + s), eps=eps, eta0=RATE_ETA0, schedule=schedule, keep_y=False)
+            O1.append(o1_excess(tr))
             cv = tr.cumulative_violation()
-            O1.append(_o1_excess(np, tr.b[:, None] * (tr.g[:, None] - eps), tr.lam[:, None],
-                                 tr.eta_last()[:, None])[0])
             if kind == "envelope":
                 cv = np.maximum.accumulate(np.maximum(cv, 0.0))
             C.append(cv[idx])
@@ -437,35 +435,21 @@ def _violation_curves(name: str, T: int, S: int, seed: int, fault: str | None, e
     z, groups = o3_streams_torch(name, T, S, seed, device)
     tr = lon.run_online(z, groups, eps=eps, eta0=RATE_ETA0, schedule=schedule, b_tau=None, check=False,
                         progress=progress)
-    v = O3_BATCH * (tr.g - eps)                                                   # (T, S), b_t = 16
-    eta_all = torch.as_tensor(tr.eta, dtype=v.dtype, device=v.device)[:, None]
-    O1 = _o1_excess(torch, v, tr.lam, eta_all).cpu().numpy()
-    cv = torch.cumsum(v, dim=0)
+    O1 = np.array([o1_excess(tr.stream(s)) for s in range(S)])
+    cv = torch.cumsum(O3_BATCH * (tr.g - eps), dim=0)                         # (T, S), b_t = 16
     if kind == "envelope":
         cv = torch.cummax(cv.clamp_min(0.0), dim=0).values
     sel = torch.as_tensor(idx, device=cv.device)
     N = torch.as_tensor(O3_BATCH * (idx + 1.0), dtype=cv.dtype, device=cv.device)[:, None]
+    eta = torch.as_tensor(tr.eta[idx], dtype=cv.dtype, device=cv.device)[:, None]
     C = cv[sel]
-    return (C.T.cpu().numpy(), (C / N).T.cpu().numpy(), (tr.lam[1:][sel] / eta_all[sel]).T.cpu().numpy(), O1)
+    return (C.T.cpu().numpy(), (C / N).T.cpu().numpy(), (tr.lam[1:][sel] / eta).T.cpu().numpy(), O1)
 
 
-def _o1_excess(xp, v, lam, eta):
-    """O1 on a batched trace, every step: max_T (V_T - lambda_{T+1}/eta_T - allowance) per stream, (S,).
-
-    v = b_t (g_t - eps) (T, S), lam (T + 1, S), eta (T, 1) (every step a dual step). The proof chains
-    v_t <= lambda_{t+1}/eta_t - lambda_t/eta_{t-1}; the computed dual step rounds g - eps, the product with
-    eta and the sum with lambda (b_t = 16 is exact): <= 4 u (lambda_t/eta_t + |v_t|) per step once divided
-    by eta_t; the running sum of v adds <= T u sum |v_t| and the bound's division u |lambda/eta|. xp: numpy
-    or torch (the arrays stay on their device; one (S,) result comes back)."""
-    u = float(np.finfo(np.float64).eps) / 2
-    t = xp.arange(1, v.shape[0] + 1, dtype=v.dtype)[:, None]
-    if xp is not np:
-        t = t.to(v.device)
-    cum = xp.cumsum
-    bound = lam[1:] / eta
-    allow = 4 * u * cum(lam[:-1] / eta + xp.abs(v), 0) + t * u * cum(xp.abs(v), 0) + 4 * u * xp.abs(bound)
-    excess = cum(v, 0) - bound - allow
-    return excess.max(0) if xp is np else excess.amax(0)
+def o1_excess(tr: ref.OnlineTrace) -> float:
+    """O1's inequality on one trace at every T: max_T (W_T - eps - lambda_{T+1}/(eta_T N_T) - allowance),
+    in gap units, with the trace's own bound and float64 allowance (``OnlineTrace.bound``, ``.roundoff``)."""
+    return float(np.max(tr.weighted_gap() - tr.bound("last") - tr.roundoff()))
 
 
 def _fit_case(cid, T_grid, curves, claimed, burn_in, what, extra=None) -> CheckResult:
@@ -492,9 +476,8 @@ def _fit_case(cid, T_grid, curves, claimed, burn_in, what, extra=None) -> CheckR
               "(case -o1: the only O check of the torch engine's own traces)",
     tolerance="statistical: 95% percentile bootstrap over seeds (verify.harness.fit_loglog, 2000 "
               "resamples of whole curves, Theil-Sen fit of the log of the mean curve, <= 60 log-spaced "
-              "points); "
-              "round-off is irrelevant at these magnitudes (curves >= 1e-3, u = 1.1e-16). Case -o1: "
-              "4 u sum_t (lambda_t/eta_t + |v_t|) + T u sum_t |v_t| + 4 u lambda_{T+1}/eta_T (_o1_excess)",
+              "points); round-off is irrelevant at these magnitudes (curves >= 1e-3, u = 1.1e-16). Case "
+              "-o1: O1's float64 allowance (reference.online.OnlineTrace.roundoff)",
     faults=("over-decaying-step",)))
 def check_o3(ctx: Context) -> list[CheckResult]:
     try:
@@ -524,8 +507,8 @@ def check_o3(ctx: Context) -> list[CheckResult]:
                              extra)
         res_o1 = CheckResult.compare(
             f"O3-{name}-o1", float(np.max(O1)), 0.0, "<=", evidence=dict(T=T, seeds=S, seed=ctx.seed),
-            detail="O1's inequality on these runs, every step: max_T (sum_t b_t (g_t - eps) - lambda_{T+1}/"
-                   f"eta_T - round-off allowance) = {float(np.max(O1)):.3g}")
+            detail="O1's inequality on these runs, every step: max_T (W_T - eps - lambda_{T+1}/(eta_T N_T) - "
+                   f"round-off allowance) = {float(np.max(O1)):.3g}")
         for r in (res_c, res_a, res_o1):
             r.detail += f" ({engine}, T = {T}, {S} seeds)"
         pts = log_points(T, 40)
