@@ -113,6 +113,18 @@ def test_backward_faults_change_only_the_jacobian():
     assert np.max(np.linalg.eigvalsh(J_bad)) == pytest.approx(2.0)
 
 
+@pytest.mark.fault
+def test_precision_and_batch_faults_are_caught_only_by_their_cases():
+    """half-precision-backward touches only float32 gradients: L3-float32 FAILs, every float64 case
+    passes. batch-shared-active-set touches only batched calls: L3-*-batched FAIL (where the problems'
+    active sets differ), every one-problem case passes. Without the new cases neither fault is seen."""
+    for fault, own in (("half-precision-backward", lambda i: i == "L3-float32"),
+                       ("batch-shared-active-set", lambda i: i.endswith("-batched"))):
+        results = REGISTRY["L3"].run(Context(fault=fault))
+        failed = {r.id for r in results if r.verdict == Verdict.FAIL}
+        assert failed and all(own(i) for i in failed), (fault, failed)
+
+
 def _wrapped_layer(monkeypatch, wrap):
     """Make every check run ``wrap(fn)`` of our layer's forward ``fn(z, inst, eps)``."""
     base = cl.get_layer
@@ -316,7 +328,7 @@ def test_l3_solver_branch_catches_wrong_jacobians():
     assert control[-1].id.endswith("-vjp") and control[-1].figure <= 1e-12, control[-1]
     box = {r.id: r for r in cl._l3_solver_layer(Context(), cl.apply_fault(ours, "box-ignored-backward"))}
     hit = [k for k in box if "-box" in k]
-    assert len(hit) == 6 and all(box[k].verdict is Verdict.FAIL for k in hit), box
+    assert len(hit) == len(cl.CASES) + 1 and all(box[k].verdict is Verdict.FAIL for k in hit), box
     sign = cl._l3_solver_layer(Context(), cl.apply_fault(ours, "wrong-sign"))
     with_rows = [r for r in sign if r.id.endswith("-projector") and r.evidence["active_rows"] > 0]
     assert len(with_rows) >= 8 and all(r.verdict is Verdict.FAIL for r in with_rows), sign

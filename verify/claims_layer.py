@@ -8,7 +8,7 @@ and per case for a metric it does not have: pairwise).
 
 Cases: every metric -- ``dp`` (one attribute), ``dp2`` (dp, two marginal attributes), ``pairwise``
 (dp_pairwise, 2 attributes = 4 cells, 6 rows), ``mr`` (two attributes, 4 rows), ``eo`` (one attribute,
-2 rows) -- with and without the box [-1, 1]; eps = 0.05; z ~ N(0, 1) plus group offsets so that rows are
+2 rows), ``eo2`` (eo, two attributes, 4 rows) -- with and without the box [-1, 1]; eps = 0.05; z ~ N(0, 1) plus group offsets so that rows are
 active. Case ids read ``L3-pairwise-box-fd``.
 
 Tolerances (u = unit round-off, 1.1e-16 in float64, 6.0e-8 in float32; scale = max(1, ||z||_inf)):
@@ -54,7 +54,8 @@ except ImportError as exc:  # pragma: no cover - verify.claims skips this module
 EPS = 0.05
 BOX = (-1.0, 1.0)
 CASES: dict[str, tuple[str, int]] = {   # case -> (metric, number of attributes)
-    "dp": ("dp", 1), "dp2": ("dp", 2), "pairwise": ("dp_pairwise", 2), "mr": ("mr", 2), "eo": ("eo", 1)}
+    "dp": ("dp", 1), "dp2": ("dp", 2), "pairwise": ("dp_pairwise", 2), "mr": ("mr", 2), "eo": ("eo", 1),
+    "eo2": ("eo", 2)}
 ALL_TARGETS = ("ours", "paper", "package")
 BRENTQ_RTOL = 4 * float(np.finfo(np.float64).eps)     # the smallest rtol scipy's brentq accepts
 
@@ -268,6 +269,10 @@ FAULT_DOC = {
     "swapped-weights": "dp closed form with n0 and n1 swapped in the group shifts (no box)",
     "wrong-sign": "backward: Jacobian with the wrong sign on the active rows, 2 D_F - J",
     "box-ignored-backward": "backward: Jacobian ignores the active box coordinates",
+    "half-precision-backward": "backward: in float32 the vector-Jacobian product is taken in float16 "
+                               "(float64 untouched)",
+    "batch-shared-active-set": "backward: every problem of a batch z (P, b) uses the active set of the "
+                               "first problem (one problem: untouched)",
     "over-relaxed": "forward z + 1.5 (g(z) - z): nonexpansive but not firmly nonexpansive",
     "default-tolerance-solver": "forward by the authors' cvxpylayers layer at its default SCS settings, "
                                 "held to the exact layer's tolerances",
@@ -311,17 +316,26 @@ def apply_fault(layer: Layer, fault: str) -> Layer:
     else:  # backward faults: same forward, wrong Jacobian attached straight-through
         def fn(z, inst, eps):
             y = base(z, inst, eps)
-            if not z.requires_grad:
+            if not z.requires_grad or (fault == "half-precision-backward" and z.dtype != torch.float32):
                 return y
-            yn = y.detach().cpu().numpy().astype(np.float64)
             C = inst.constraints(float(eps))
-            rows, free = active_set(C, yn, tol=1e-9 * (1 + float(z.detach().abs().max())))
-            if fault == "wrong-sign":
-                J = 2.0 * np.diag(free.astype(np.float64)) - projector_jacobian(C.A[rows], free)
-            else:
-                J = projector_jacobian(C.A[rows], np.ones_like(free))
-            Jt = torch.as_tensor(J, dtype=z.dtype, device=z.device)
-            return y.detach() + Jt @ (z - z.detach())
+            Y = y.detach().cpu().numpy().astype(np.float64).reshape(-1, inst.b)
+            # active set read at 1e-9 scale (float64) or 1e-4 (float32: its outputs carry ~1e-7 round-off)
+            tol = (1e-9 if z.dtype == torch.float64 else 1e-4) * (1 + float(z.detach().abs().max()))
+            blocks = []
+            for yp in Y:                      # one (b, b) Jacobian per problem of the batch
+                rows, free = active_set(C, Y[0] if fault == "batch-shared-active-set" else yp, tol=tol)
+                J = projector_jacobian(C.A[rows], free)
+                if fault == "wrong-sign":
+                    J = 2.0 * np.diag(free.astype(np.float64)) - J
+                elif fault == "box-ignored-backward":
+                    J = projector_jacobian(C.A[rows], np.ones_like(free))
+                blocks.append(J)
+            Jt = torch.as_tensor(np.stack(blocks), dtype=z.dtype, device=z.device)
+            dz = (z - z.detach()).reshape(-1, inst.b, 1)
+            if fault == "half-precision-backward":
+                Jt, dz = Jt.half(), dz.half()
+            return y.detach() + (Jt @ dz).to(z.dtype).reshape(z.shape)
     return dataclasses.replace(layer, fn=fn, note=f"{layer.note} + planted fault {fault}: {FAULT_DOC[fault]}")
 
 
@@ -619,14 +633,15 @@ FD_VERDICT_STEPS = (1e-8, 1e-3)
 JAC_STEPS = (1e-8, 1e-6, 1e-4)                # the full FD Jacobian (b columns each)
 
 
-def _jac_tol(b: int, kappa: float) -> float:
-    return 10 * b * U64 * kappa
+def _jac_tol(b: int, kappa: float, u: float = U64) -> float:
+    return 10 * b * u * kappa
 
 
 @register(Claim(
     id="L3", paper="A", provenance="stated",
     statement="g is piecewise affine and differentiable almost everywhere: the autograd Jacobian equals the "
-              "orthogonal projector onto {v: v_i = 0 on active box coordinates, A_active v = 0} and "
+              "orthogonal projector onto {v: v_i = 0 on active box coordinates, A_active v = 0} (in float64 "
+              "and float32, and per problem of a batched call) and "
               "central finite differences (V-curve in h); at constructed kinks (coordinate at a bound, row "
               "at +-eps, zero multiplier) one-sided directional derivatives exist and differ; random points "
               "hit kinks with frequency 0",
@@ -634,7 +649,9 @@ def _jac_tol(b: int, kappa: float) -> float:
               "delta = 4 b u scale kappa (truncation is 0 for a piecewise-affine map below the kink "
               "distance); Jacobian vs projector: 10 b u kappa; kinks: one-sided quotients at h, h/4 agree to "
               "4 delta / h, and |g'(z;u) + g'(z;-u)| exceeds 10x that round-off (it is 0 + round-off at a "
-              "differentiable point of a piecewise-affine map); kink frequency: bound 0. Solver layer "
+              "differentiable point of a piecewise-affine map); kink frequency: bound 0; float32 autograd "
+              "Jacobian vs the projector: 10 b u32 kappa + u32 (u32 = 6e-8); one batched call of 3 problems: "
+              "its (3b x 3b) Jacobian vs the block-diagonal projectors, 10 b u kappa. Solver layer "
               "(target paper): only Jacobian vs the projector of the EXACT solution's active set, bound "
               "kappa * d, d = sqrt(eps_abs + eps_rel f*) / scale the solver's distance bound of L2 (first "
               "order: on the right active set the differentiated KKT system is perturbed by the primal-dual "
@@ -642,7 +659,7 @@ def _jac_tol(b: int, kappa: float) -> float:
               "O(1) errors, which is what this case exposes); at b = 4096 (16384 full) raw scores, the "
               "relative VJP error ||J^T v - P v|| / ||v|| <= sqrt(eps_abs + eps_rel) (kappa = 1, one row). "
               "FD and kink cases are not run on a solver layer (they would measure its stopping noise)",
-    faults=("wrong-sign", "box-ignored-backward"),
+    faults=("wrong-sign", "box-ignored-backward", "half-precision-backward", "batch-shared-active-set"),
     targets=ALL_TARGETS))
 def check_l3(ctx: Context) -> list[CheckResult]:
     try:
@@ -692,6 +709,64 @@ def check_l3(ctx: Context) -> list[CheckResult]:
             evidence={**ev, "errors_per_h": dict(zip(map(str, JAC_STEPS), errs, strict=True))}))
     out.extend(_kinks(ctx, layer))
     out.append(_kink_frequency(ctx, layer))
+    out.append(_l3_float32(ctx, layer))
+    out.extend(_l3_batched(ctx, layer))
+    return out
+
+
+def _exact_projector(inst: Instance) -> tuple[np.ndarray, float]:
+    """(projector of the exact solution's active set (b, b), its Gram condition kappa) for ``inst``."""
+    sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
+                          targets=inst.targets)
+    tol = 1e-9 * scale_of(inst.z)
+    rows, free = active_set(sol.constraints, sol.y, tol=tol)
+    return projector_jacobian(sol.constraints.A[rows], free), gram_condition(sol.constraints, sol.y, tol)
+
+
+def _l3_float32(ctx: Context, layer: Layer) -> CheckResult:
+    """float32 autograd Jacobian, every case (b = 12, the float32-rounded z), against the projector of the
+    exact (float64 reference) solution's active set: entries within 10 b u32 kappa + u32 (the float32
+    backward's Gram solve and products, and the rounding of J to float32). The active set is the same in
+    both precisions: at a random point the nearest kink is O(1 / b) away, far beyond float32 round-off."""
+    worst, b = None, 12
+    for ci, (case, box) in enumerate(all_cases()):
+        inst = make_instance(case, box, b, _seed(ctx, 34, ci))
+        inst = inst.with_z(inst.z.astype(np.float32).astype(np.float64))
+        P, kappa = _exact_projector(inst)
+        z = layer.tensor(inst.z, dtype=torch.float32)
+        J = torch.autograd.functional.jacobian(lambda v, inst=inst: layer(v, inst), z)
+        err = float(np.max(np.abs(J.detach().cpu().numpy().astype(np.float64) - P)))
+        worst = _worse(worst, (err, _jac_tol(b, kappa, u=U32) + U32))
+    return CheckResult.compare("L3-float32", *worst,
+                               detail=f"max |J32 - projector(exact active set)| over every case (b={b}, "
+                                      "float32 autograd)", evidence={"b": b, "seed": ctx.seed})
+
+
+def _l3_batched(ctx: Context, layer: Layer, n_problems: int = 3) -> list[CheckResult]:
+    """One batched call z (P, b) -> y (P, b), P = 3 problems with the same groups and different z (so
+    different active sets), every case: the autograd Jacobian (P, b, P, b) must be block diagonal with
+    block p the projector of problem p's exact active set (no cross-talk between the problems of a batch,
+    no shared active set). Bound 10 b u kappa as for one problem."""
+    out, b = [], 12
+    for ci, (case, box) in enumerate(all_cases()):
+        rng = _seed(ctx, 35, ci)
+        inst = make_instance(case, box, b, rng)
+        Z = np.stack([inst.z] + [make_instance(case, box, b, rng).z for _ in range(n_problems - 1)])
+        if box:
+            Z[1:, 0] = 3.0 * np.sign(Z[1:, 0] + 0.5)         # a clamped coordinate the first may not have
+        want = np.zeros((n_problems, b, n_problems, b))
+        kappa = 1.0
+        for p in range(n_problems):
+            want[p, :, p, :], k = _exact_projector(inst.with_z(Z[p]))
+            kappa = max(kappa, k)
+        J = torch.autograd.functional.jacobian(lambda v, inst=inst: layer(v, inst), layer.tensor(Z),
+                                               vectorize=True)
+        err = float(np.max(np.abs(J.detach().cpu().numpy() - want)))
+        out.append(CheckResult.compare(
+            f"L3-{case_label(case, box)}-batched", err, _jac_tol(b, kappa),
+            detail=f"max |J - blockdiag(projectors)| of one batched call, {n_problems} problems x b={b}",
+            evidence={"case": case_label(case, box), "b": b, "problems": n_problems, "kappa": kappa,
+                      "seed": ctx.seed}))
     return out
 
 
