@@ -8,8 +8,8 @@ and per case for a metric it does not have: pairwise).
 
 Cases: every metric -- ``dp`` (one attribute), ``dp2`` (dp, two marginal attributes), ``pairwise``
 (dp_pairwise, 2 attributes = 4 cells, 6 rows), ``mr`` (two attributes, 4 rows), ``eo`` (one attribute,
-2 rows), ``eo2`` (eo, two attributes, 4 rows) -- with and without the box [-1, 1]; eps = 0.05; z ~ N(0, 1) plus group offsets so that rows are
-active. Case ids read ``L3-pairwise-box-fd``.
+2 rows), ``eo2`` (eo, two attributes, 4 rows) -- with and without the box [-1, 1]; eps = 0.05;
+z ~ N(0, 1) plus group offsets so that rows are active. Case ids read ``L3-pairwise-box-fd``.
 
 Tolerances (u = unit round-off, 1.1e-16 in float64, 6.0e-8 in float32; scale = max(1, ||z||_inf)):
 
