@@ -554,7 +554,11 @@ def regret_curves(T: int, seeds, grid: np.ndarray, fault: str | None):
     tolerance="statistical: 95% bootstrap CI over seeds (verify.harness.fit_loglog); comparators exact "
               "(aggregate optimum: regula falsi on the multiplier to |h| <= 1e-12 (1 + eps) N_T; pooled: "
               "reference.solve, KKT-certified to 1e-12); regret values >= 1 on the fitted range, "
-              "round-off ~ N_T u",
+              "round-off ~ N_T u. Power (measured, 3 seeds): the correct algorithm's regret grows like "
+              "T^0.2-0.3 on [100, 1e4], so a linear-regret variant is caught only once its linear term "
+              "dominates: a dual step aimed at 0.9 eps (0.062 per batch) fits 0.52 CI [0.44, 0.63] at "
+              "T = 3000 (quick: PASS, not caught) and 0.61 CI [0.56, 0.70] at T = 2e4 (full: FAIL, "
+              "caught); hard-per-batch (0.32 per batch, slope 0.96) is caught at both",
     faults=("hard-per-batch",)))
 def check_o4(ctx: Context) -> list[CheckResult]:
     T = int(ctx.options.get("T", 20_000 if ctx.full else 3_000))
