@@ -76,7 +76,8 @@ def project(z, groups, *, metric: str, eps, bounds=None, targets=None, empty: st
     z: (..., b) float32/float64 tensor (numpy -> float64), differentiable; groups: 0/1 labels of shape
     (b,) or (b, k) (shared by all problems) or z.shape / z.shape + (k,) (one per problem);
     metric: "dp" | "dp_pairwise" | "mr" | "eo"; eps: number or tensor of shape () or z.shape[:-1]
-    (differentiable); bounds: (lb, ub) or None; targets: (b,) or z.shape, needed by mr and eo;
+    (differentiable); bounds: (lb, ub) or None; targets: (b,) or z.shape, needed by mr and eo (dp,
+    dp_pairwise: ignored, not validated);
     empty: "raise" | "drop" (rows of empty groups); device: put z there (numpy inputs follow z;
     tensors on another device raise; "cuda" without CUDA raises ValueError); check=False skips the
     value checks that sync with the device (NaN, binary groups, empty groups, eps >= 0, MR

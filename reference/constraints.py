@@ -150,7 +150,8 @@ def build_constraints(groups, metric: str, *, eps, b: int, targets=None, bounds=
                       empty: str = "raise") -> Constraints:
     """Rows (A, center) of the constraint set of ``metric`` for a batch of size ``b``.
 
-    groups: (b,) or (b, k) 0/1 labels; targets: (b,) required for ``mr`` and ``eo``.
+    groups: (b,) or (b, k) 0/1 labels; targets: (b,) required for ``mr`` and ``eo`` (ignored, not
+    validated, by ``dp`` and ``dp_pairwise``).
     """
     metric = check_metric(metric)
     eps = check_eps(eps)

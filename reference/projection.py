@@ -480,7 +480,8 @@ def solve(z, groups, *, metric: str, eps, bounds=None, targets=None,
           empty: str = "raise") -> ProjectionResult:
     """Exact projection of z (b,) onto the fairness set of ``metric``; see the module docstring.
 
-    groups: (b,) or (b, k) 0/1 labels; targets: (b,) needed for "mr" and "eo"; bounds: (lb, ub) or None.
+    groups: (b,) or (b, k) 0/1 labels; targets: (b,) needed for "mr" and "eo" (ignored by the dp metrics);
+    bounds: (lb, ub) or None.
     Returns a :class:`ProjectionResult` with the projection, the row multipliers and KKT residuals.
     Raises ValueError on bad input and ConvergenceError if the KKT residual is not <= kkt_tolerance(b).
     """
