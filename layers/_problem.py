@@ -224,15 +224,16 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
 
     n0 = counts @ sel0.T                                          # (P|1, m)
     if sel1 is None:                                              # mr: a = 1_S / n_S, c = mean_S(targets)
-        valid = n0 > 0
-        W = sel0[None] * _inv(n0)[..., None]
+        empty0 = n0 == 0                                          # rows (j, a), a fastest
+        empty1 = torch.zeros_like(empty0)
+        # an attribute with an empty group is dropped whole (both rows), as the authors do
+        valid = ~empty0.unflatten(-1, (-1, 2)).any(-1).repeat_interleave(2, -1)
+        W = sel0[None] * (_inv(n0) * valid)[..., None]
         tsum = torch.where(in_cell, tg.to(torch.float64)[..., None], 0.0).sum(-2).to(z.dtype)  # float64 sums
-        center = (tsum @ sel0.T) * _inv(n0)
+        center = (tsum @ sel0.T) * _inv(n0) * valid
         if tsum.shape[0] != W.shape[0]:                           # shared groups, per-problem targets
             W = W.expand(tsum.shape[0], -1, -1)
             valid = valid.expand(tsum.shape[0], -1)
-        empty0 = ~valid
-        empty1 = torch.zeros_like(valid)
     else:
         n1 = counts @ sel1.T
         empty0, empty1 = n0 == 0, n1 == 0

@@ -13,7 +13,8 @@ plus an optional box lb <= y <= ub:
                   a = 1_{A_j=0,Y=c}/n - 1_{A_j=1,Y=c}/n, c = 0.
 
 A requested row whose group is empty raises (``empty="raise"``, the default) or is dropped
-(``empty="drop"``, what the authors' layer does, needed for tiny streaming batches).
+(``empty="drop"``, what the authors' layer does, needed for tiny streaming batches). For ``mr`` the
+authors drop the whole attribute (both of its rows) when either of its groups is empty, and so do we.
 """
 
 from __future__ import annotations
@@ -198,10 +199,10 @@ def build_constraints(groups, metric: str, *, eps, b: int, targets=None, bounds=
             centers.append(0.0)
             names.append(f"dp[{''.join(map(str, cells[p]))}-{''.join(map(str, cells[q]))}]")
     elif metric == "mr":
-        for j in range(k):
-            for a in (0, 1):
-                s = g[:, j] == a
-                if need(s, f"attribute {j} group {a}"):
+        for j in range(k):      # an attribute with an empty group is dropped whole, as the authors do
+            masks = [g[:, j] == a for a in (0, 1)]
+            if need(masks[0], f"attribute {j} group 0") & need(masks[1], f"attribute {j} group 1"):
+                for a, s in enumerate(masks):
                     rows.append(indicator_mean(s))
                     centers.append(float(targets[s].mean()))
                     names.append(f"mr[a{j}={a}]")

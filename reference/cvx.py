@@ -210,10 +210,10 @@ def fairness_rows(groups, metric: str, *, b: int, targets=None, empty: str = "ra
             name = f"dp[{''.join(map(str, cells[p]))}-{''.join(map(str, cells[q]))}]"
             rows.append(Row(name, masks[p], masks[q], 0.0))
     elif metric == "mr":
-        for j in range(k):
-            for a in (0, 1):
-                s = g[:, j] == a
-                if present(s, f"attribute {j} group {a}"):
+        for j in range(k):      # an attribute with an empty group is dropped whole, as the authors do
+            masks = [g[:, j] == a for a in (0, 1)]
+            if present(masks[0], f"attribute {j} group 0") & present(masks[1], f"attribute {j} group 1"):
+                for a, s in enumerate(masks):
                     rows.append(Row(f"mr[a{j}={a}]", s, None, float(targets[s].mean())))
     else:  # eo
         label = targets > 0.5

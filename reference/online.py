@@ -18,9 +18,11 @@ For t = 1, 2, ... with lambda_1 = ``lam1`` (0 in the paper and the package) and 
   lambda_t b_t sum_k |a_k^T y - c_k| (solved by cvxpy/Clarabel at tight tolerance: solver-accurate, not
   exact) while the dual update still uses the max gap g_t.
 
-Batches whose groups are missing (b = 1, or a group absent) have no fairness row: G_t = 0, y_t = clip(z_t),
-and the dual step still runs with g_t = 0 (as the package's forward does; the authors' evaluation loops
-skip such batches instead).
+Batches whose groups are missing (b = 1, or a group of every attribute absent; ``empty="drop"`` drops an
+attribute with an empty group, for mr both of its rows, as the package does) have no fairness row: G_t = 0,
+y_t = clip(z_t), and the dual step still runs with g_t = 0 (as the package's forward does; the authors'
+evaluation loops skip such batches instead, and so does their FairFace forward, whose step counter then
+does not advance -- not mirrored by ``gap="sum"``).
 
 Guarantee checked by O1 (``OnlineTrace.bound``): with N_T = sum_{t<=T} b_t,
 (1/N_T) sum_t b_t g_t <= eps + lambda_{T+1} / (eta_T N_T) <= eps + max_{t<=T+1} lambda_t / (eta_T N_T).

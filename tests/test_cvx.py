@@ -129,6 +129,9 @@ def test_empty_group_raises_or_drops():
         fairness_rows(g, "dp", b=6, empty="ignore")
     with pytest.raises(ValueError, match="needs targets"):
         projection_problem(np.zeros(6), g, metric="mr", eps=0.1)
+    # mr: an attribute with an empty group loses both rows (the authors skip the attribute)
+    names = [r.name for r in fairness_rows(g, "mr", b=6, targets=np.ones(6), empty="drop")]
+    assert names == ["mr[a0=0]", "mr[a0=1]"]
 
 
 def test_problem_structure_mirrors_the_authors():

@@ -305,6 +305,34 @@ def test_large_b_sort_free_matches_reference(metric):
         assert np.abs(ours(inst).numpy() - y_ref).max() <= 1e-12 * (1 + np.abs(inst["z"]).max())
 
 
+def test_mr_attribute_with_an_empty_group_is_dropped_whole():
+    """The authors' package skips an mr attribute when either of its groups is missing from the batch
+    (``if n_0 < 1 or n_1 < 1: continue`` in its constraints, penalty and gap); so do the reference, the
+    layers and the online gap. (Keeping the present group's row gave G = 0.55 and a dual step on a batch
+    the package sees as gap 0.)"""
+    from layers.online import batch_gaps
+    from reference.online import batch_gap
+    z = np.array([0.3, 0.9, -0.2, 0.5, 1.4, 0.1])
+    t = np.array([0.0, 1, 1, 0, 1, 0])
+    g1 = np.zeros(6, dtype=int)                                  # group 1 of the only attribute is empty
+    g2 = np.stack([g1, np.array([0, 1, 0, 1, 0, 1])], 1)         # attribute 0 empty, attribute 1 not
+    assert build_constraints(g1, "mr", eps=0.05, b=6, targets=t, empty="drop").names == ()
+    names = build_constraints(g2, "mr", eps=0.05, b=6, targets=t, empty="drop").names
+    assert names == ("mr[a1=0]", "mr[a1=1]")
+    assert batch_gap(z, g1, metric="mr", targets=t) == 0.0
+    assert float(batch_gaps(torch.tensor(z)[None], torch.tensor(g1)[None], metric="mr",
+                            targets=torch.tensor(t)[None])) == 0.0
+    for g in (g1, g2):
+        kw = dict(metric="mr", eps=0.05, bounds=(0.0, 1.0), empty="drop")
+        want = reference.project(z, g, targets=t, **kw)
+        got = layers.project(torch.tensor(z), torch.tensor(g), targets=torch.tensor(t), **kw).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    y1 = reference.project(z, g1, targets=t, metric="mr", eps=0.05, bounds=(0.0, 1.0), empty="drop")
+    np.testing.assert_array_equal(y1, np.clip(z, 0.0, 1.0))
+    with pytest.raises(ValueError, match="attribute 0 group 1 has no sample"):
+        layers.project(torch.tensor(z), torch.tensor(g1), metric="mr", eps=0.05, targets=torch.tensor(t))
+
+
 def test_shared_groups_broadcast_over_batch():
     rng = np.random.default_rng(4)
     g = rng.integers(0, 2, 30)
