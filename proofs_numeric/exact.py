@@ -7,6 +7,7 @@ identity is exactly 0: a residual either simplifies to 0 or it does not.
 from __future__ import annotations
 
 import dataclasses
+import math
 from fractions import Fraction
 from typing import Any
 
@@ -61,9 +62,15 @@ def residual(expr) -> float:
     for k, s in enumerate(free):
         pool = _INT_SAMPLES if s.is_integer else _SAMPLES
         point[s] = pool[k % len(pool)] + (k // len(pool))
-    worst = max(abs(sp.N(e.subs(point), 30)) for e in entries)
-    worst = float(worst)
-    return worst if worst > 0 else float("nan")
+    largest = float(max(abs(sp.N(e.subs(point), 30)) for e in entries))
+    return largest if largest > 0 else float("nan")
+
+
+def worst(*residuals: float) -> float:
+    """The largest residual, NaN if any is NaN (an unproven identity stays unproven: Python's ``max``
+    would drop it, ``max(0.0, nan) == 0.0``)."""
+    vals = [float(r) for r in residuals]
+    return float("nan") if any(math.isnan(v) for v in vals) else max(vals)
 
 
 def rational(x: float, max_den: int) -> sp.Rational:

@@ -13,7 +13,7 @@ from fractions import Fraction
 import sympy as sp
 from mpmath.ctx_iv import MPIntervalContext
 
-from proofs_numeric.exact import Finding, residual
+from proofs_numeric.exact import Finding, residual, worst
 
 P4_FAULTS = ("wrong-constant",)
 P5_FAULTS = ("increasing-step",)
@@ -68,15 +68,15 @@ def p4_sum_bound(n_max: int, fault: str | None = None) -> list[Finding]:
     for T in range(1, n_max + 1):
         acc += 1 / iv.sqrt(T)
         lows.append((p4_bound(T, fault, sqrt=iv.sqrt) - acc).a)
-    worst = min(range(n_max), key=lambda k: lows[k])
+    k_min = min(range(n_max), key=lambda k: lows[k])
     tail = float(lows[-1])
     after_one = float(min(lows[1:])) if n_max > 1 else float("nan")
-    figure = float(lows[worst])
+    figure = float(lows[k_min])
     out.append(Finding(
         "exact", figure, 0.0, relation=">=",
         detail=f"min over T=1..{n_max} of slack B(T) - sum 1/sqrt(t) (interval lower ends) = {figure:.6g} "
-               f"at T={worst + 1}; min over T>=2: {after_one:.6g}; slack at T={n_max}: {tail:.6g}",
-        evidence={"n_max": n_max, "argmin_T": worst + 1, "min_slack_T>=2": after_one,
+               f"at T={k_min + 1}; min over T>=2: {after_one:.6g}; slack at T={n_max}: {tail:.6g}",
+        evidence={"n_max": n_max, "argmin_T": k_min + 1, "min_slack_T>=2": after_one,
                   "slack_at_n_max": tail}))
     return out
 
@@ -149,9 +149,9 @@ def p5_abel(t_max: int, stream_len: int, seed: int, fault: str | None = None) ->
                        detail="(lam_{t+1} - lam_t)/eta_t - v_t >= 0 certified by sympy in the cases "
                               f"x > 0, x < 0, x = 0 (x = lam_t + eta_t v_t): {3 - uncertified}/3"))
     # 2. Abel summation identity.
-    worst = max(residual(lhs - rhs) for lhs, rhs in map(abel_sides, range(1, t_max + 1)))
-    out.append(Finding("abel-identity", worst, 0.0,
-                       detail=f"max over T=1..{t_max} of the simplified residual lhs - rhs = {worst:.3g}"))
+    abel = worst(*(residual(lhs - rhs) for lhs, rhs in map(abel_sides, range(1, t_max + 1))))
+    out.append(Finding("abel-identity", abel, 0.0,
+                       detail=f"max over T=1..{t_max} of the simplified residual lhs - rhs = {abel:.3g}"))
     # 3. Dropped terms are <= 0 (with lam_1 = 0 the term -lam_1/eta_1 vanishes).
     bad = [T for T in range(2, t_max + 1) if dropped_terms(T, fault).is_nonpositive is not True]
     out.append(Finding("dropped-terms", float(len(bad)), 0.0,

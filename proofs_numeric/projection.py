@@ -16,7 +16,7 @@ import itertools
 import numpy as np
 import sympy as sp
 
-from proofs_numeric.exact import Finding, clip, rational, residual
+from proofs_numeric.exact import Finding, clip, rational, residual, worst
 from reference.constraints import build_constraints
 
 P1_FAULTS = ("swapped-weights", "clip-after-projection", "feasibility-of-unclipped-z")
@@ -95,7 +95,7 @@ def p1_closed_form_general(fault: str | None = None) -> list[Finding]:
         r = residual(sp.Matrix([derived[0] - stated[0], derived[1] - stated[1]]))
         dual = residual(side * mu_s - 2 * dl / norm2)
         dual_ok = sp.simplify(side * mu_s).is_positive
-        fig = max(r, dual) if dual_ok else float("inf")
+        fig = worst(r, dual) if dual_ok else float("inf")
         out.append(Finding(
             case=f"general-{'upper' if side > 0 else 'lower'}", figure=fig, bound=0.0,
             detail=f"symbolic n0, n1, d; a^T y = {'+' if side > 0 else '-'}eps active: "
@@ -118,7 +118,7 @@ def p1_closed_form_instances(sizes, fault: str | None = None) -> list[Finding]:
         b = n0 + n1
         a = dp_row(n0, n1)
         z = sp.Matrix(sp.symbols(f"z0:{b}", real=True))
-        worst = 0.0
+        largest = 0.0
         for side in (1, -1):
             # Put z on the region |d| > eps with sign d = side: solve a^T z = side (eps + delta) for z0.
             z0_val = sp.solve(sp.Eq((a.T * z)[0], side * (eps + dl)), z[0])[0]
@@ -130,10 +130,10 @@ def p1_closed_form_instances(sizes, fault: str | None = None) -> list[Finding]:
             r = residual(y - stated)
             if not sp.simplify(side * mu).is_positive:
                 r = float("inf")
-            worst = max(worst, r)
-        out.append(Finding(case=f"n{n0}-{n1}", figure=worst, bound=0.0,
+            largest = worst(largest, r)
+        out.append(Finding(case=f"n{n0}-{n1}", figure=largest, bound=0.0,
                            detail=f"n0={n0}, n1={n1}, symbolic z (b={b}): max residual of the KKT "
-                                  f"solution against L7 over both active sides = {worst:.3g}",
+                                  f"solution against L7 over both active sides = {largest:.3g}",
                            evidence={"n0": n0, "n1": n1}))
     return out
 
@@ -323,7 +323,7 @@ def p2_jacobian(full: bool = False, fault: str | None = None) -> list[Finding]:
             "rank": residual(J.trace() - expect) if symbolic else float(abs(J.rank() - expect)),
             "derivative": residual(J - jacobian_derived(A, fixed)),
         }
-        out.append(Finding(case=name, figure=max(parts.values()), bound=0.0,
+        out.append(Finding(case=name, figure=worst(*parts.values()), bound=0.0,
                            detail=f"{m} active rows, b={b}, box-active {fixed}, expected rank {expect}: "
                                   + ", ".join(f"{k} residual {v:.3g}" for k, v in parts.items()),
                            evidence={"b": b, "active_rows": m, "fixed": fixed, **parts}))
@@ -351,15 +351,16 @@ def p3_sensitivity(full: bool = False, fault: str | None = None) -> list[Finding
 
     n0, n1 = sp.symbols("n0 n1", positive=True, integer=True)
     absd = sp.Symbol("D", positive=True)            # |d| = eps + delta, independent of eps (z fixed)
-    worst = 0.0
+    largest = 0.0
     for side in (1, -1):
         d = side * absd
         sh0, sh1 = stated_shift(n0, n1, d, eps)
         g0, g1 = sp.diff(sh0, eps), sp.diff(sh1, eps)     # z does not depend on eps
         norm = sp.sqrt(n0 * g0**2 + n1 * g1**2)
-        worst = max(worst, residual(norm - claimed(n0, n1)))
-    out.append(Finding(case="general", figure=worst, bound=0.0,
-                       detail=f"symbolic n0, n1: residual of ||dy/deps|| - {claimed(n0, n1)} = {worst:.3g}"))
+        largest = worst(largest, residual(norm - claimed(n0, n1)))
+    out.append(Finding(case="general", figure=largest, bound=0.0,
+                       detail=f"symbolic n0, n1: residual of ||dy/deps|| - {claimed(n0, n1)} = "
+                              f"{largest:.3g}"))
     ident = residual(1 / (n0 * (1 / n0) ** 2 + n1 * (1 / n1) ** 2) - n0 * n1 / (n0 + n1))
     out.append(Finding(case="inverse-norm", figure=ident, bound=0.0,
                        detail=f"1/||a||^2 = n0 n1/(n0 + n1) for a = 1_S0/n0 - 1_S1/n1: residual {ident:.3g}"))
@@ -367,14 +368,14 @@ def p3_sensitivity(full: bool = False, fault: str | None = None) -> list[Finding
         b = n0 + n1
         a = dp_row(n0, n1)
         z = sp.Matrix(sp.symbols(f"z0:{b}", real=True))
-        worst = 0.0
+        largest = 0.0
         for side in (1, -1):
             y, _ = kkt_solution(a, z, eps, side)
             norm = sp.sqrt(sum(v**2 for v in sp.diff(y, eps)))
-            worst = max(worst, residual(norm - claimed(n0, n1)))
-        out.append(Finding(case=f"n{n0}-{n1}", figure=worst, bound=0.0,
+            largest = worst(largest, residual(norm - claimed(n0, n1)))
+        out.append(Finding(case=f"n{n0}-{n1}", figure=largest, bound=0.0,
                            detail=f"n0={n0}, n1={n1}: ||dy/deps|| from the KKT solution vs "
-                                  f"{claimed(n0, n1)}: residual {worst:.3g}",
+                                  f"{claimed(n0, n1)}: residual {largest:.3g}",
                            evidence={"n0": n0, "n1": n1, "sensitivity": str(claimed(n0, n1))}))
     return out
 

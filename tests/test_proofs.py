@@ -58,6 +58,26 @@ def test_p4_rigorous_case_evaluates_the_claimed_bound(monkeypatch):
     assert exact.figure < exact.bound
 
 
+UNPROVEN = [("P1", projection, 1), ("P1", projection, 3), ("P2", projection, 3), ("P3", projection, 1),
+            ("P5", online, 2)]
+
+
+@pytest.mark.parametrize("cid,module,call", UNPROVEN)
+def test_an_unproven_residual_fails_its_case(monkeypatch, cid, module, call):
+    """residual() returns NaN for an identity sympy cannot prove; a case combining several residuals must
+    FAIL when any one is NaN (Python's max(0.0, nan) is 0.0: an audit showed the NaN dropped, and a wrong
+    P3 constant passing, at each of these calls -- the call-th residual of the check made NaN here)."""
+    calls = []
+
+    def flaky(expr):
+        calls.append(expr)
+        return float("nan") if len(calls) == call + 1 else residual(expr)
+
+    monkeypatch.setattr(module, "residual", flaky)
+    failed = [r.id for r in _run(cid) if r.verdict == Verdict.FAIL]
+    assert len(calls) > call and failed, (cid, call, len(calls))
+
+
 def test_residual_is_strict():
     import sympy as sp
 
