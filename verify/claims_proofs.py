@@ -68,7 +68,8 @@ def check_p4(ctx: Context) -> list[CheckResult]:
     id="P5", paper="A", provenance="proof algebra",
     statement="O1's proof: v_t <= (lam_{t+1} - lam_t)/eta_t, Abel summation (identity for T = 1..8), "
               "dropped terms <= 0 when lam >= 0, lam_1 = 0 and 1/eta_t nondecreasing, hence "
-              "(1/N_T) sum b_t g_t <= eps + lam_{T+1}/(eta_T N_T); checked exactly on a seeded stream",
+              "(1/N_T) sum b_t g_t <= eps + lam_{T+1}/(eta_T N_T); checked exactly on two seeded streams "
+              "(lambda growing; lambda first held at 0 by the projection max(0, .))",
     tolerance=EXACT + "; stream: exact rationals (Fraction), slack must be >= 0",
     faults=online.P5_FAULTS))
 def check_p5(ctx: Context) -> list[CheckResult]:
