@@ -116,7 +116,9 @@ class OnlineTrace:
         return np.cumsum(self.b * (self.g - self.eps))
 
     def weighted_gap(self) -> np.ndarray:
-        """(1/N_T) sum_{t<=T} b_t g_t, (T,): the quantity O1 bounds."""
+        """(1/N_T) sum_{t<=T} b_t g_t, (T,): the quantity O1 bounds, over every batch (hard ones too; the
+        package's ``weighted_avg_fairness_gap`` counts only the primal-dual batches, which differs on
+        streams that mix b >= b_tau and smaller batches)."""
         return np.cumsum(self.b * self.g) / self.N
 
     def eta_last(self) -> np.ndarray:
