@@ -116,7 +116,9 @@ def verdict_of(results: Iterable[CheckResult]) -> str:
 
 
 def finish(fig: MplFigure, title: str, results: Iterable[CheckResult], legend_axes=None) -> MplFigure:
-    """Suptitle with the verdict of the plotted cases, small legends, tight layout."""
+    """Suptitle with the verdict of ``results``: every case that judges a quantity the figure draws (not
+    only the case that carries the series: L5's firm residuals are judged by the -firm cases; O6's and
+    N1-N4's figures draw the quantities of every case of their claim), small legends, tight layout."""
     fig.suptitle(f"{title}  [{verdict_of(results)}]", fontsize=11)
     for ax in (legend_axes if legend_axes is not None else fig.axes):
         if ax.get_legend_handles_labels()[0]:
@@ -179,11 +181,15 @@ def draw_l4_eigenvalues(results: list[CheckResult]) -> MplFigure:
     eig = np.concatenate([np.asarray(s["y"], float) for _, s in found])
     dist = np.minimum(np.abs(eig), np.abs(eig - 1))
     fig, (a1, a2) = new_figure(2)
-    a1.hist(eig, bins=np.arange(-0.05, 1.1, 0.1), color="C0")          # bins centred on 0, 0.1, .., 1
+    fin = eig[np.isfinite(eig)]
+    lo, hi = min(float(fin.min(initial=0.0)), 0.0), max(float(fin.max(initial=1.0)), 1.0)
+    step = 0.1 if hi - lo <= 3 else (hi - lo) / 30                  # every eigenvalue lands in a bin
+    a1.hist(fin, bins=np.arange(lo - step / 2, hi + step, step), color="C0")
     for v in (0, 1):
         a1.axvline(v, color="k", ls="--", lw=0.8)
     a1.set_xlabel("eigenvalue of J = dg/dz (dimensionless)")
-    a1.set_ylabel(f"count ({eig.size} eigenvalues, {len(found)} cases)")
+    a1.set_ylabel(f"count ({eig.size} eigenvalues, {len(found)} cases"
+                  + (f", {eig.size - fin.size} not finite)" if fin.size < eig.size else ")"))
     floor = 1e-18
     a2.hist(np.log10(np.maximum(dist, floor)), bins=30, color="C1")
     bounds = [float(r.bound) for r, _ in found if isinstance(r.bound, (int, float))]
@@ -216,7 +222,9 @@ def draw_l5_lipschitz(results: list[CheckResult]) -> MplFigure:
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(5))
-    return finish(fig, "L5: Lipschitz ratios of the layer (Monte-Carlo pairs)", [r for r, _ in found])
+    drawn = {r.id for r, _ in found} | {r.id.removesuffix("-lipschitz") + "-firm" for r, _ in found}
+    return finish(fig, "L5: Lipschitz ratios of the layer (Monte-Carlo pairs)",
+                  [r for r in results if r.id in drawn])          # the firm residuals are judged by -firm
 
 
 def draw_l5_eps(results: list[CheckResult]) -> MplFigure:
@@ -317,10 +325,14 @@ def draw_o6(results: list[CheckResult]) -> MplFigure:
     fig, axes = new_figure(1 + len(rate))
     plot_series(axes[0], s, xlabel="batch size b (samples)",
                 ylabel="distortion per sample (squared units of z)")
+    gaps, pd = r.evidence.get("pd_weighted_gap_mean"), curves(s).get("primal-dual")
+    if gaps is not None and pd is not None and len(gaps) == len(pd):   # PD's own constraint value per b
+        for xb, yb, w in zip(s["x"], pd, gaps, strict=True):
+            axes[0].annotate(f"W={w:.2f}", (xb, yb), textcoords="offset points", xytext=(0, 6), fontsize=6.5,
+                             ha="center", color="C1")
     for (rr, rs), ax in zip(rate, axes[1:], strict=True):
         _rate_panel(ax, rr, rs, rs.get("xlabel", "n (batches)"), "relative excess over the aggregate optimum")
-    return finish(fig, "O6: cost of per-batch fairness vs batch size; PD's excess vs n",
-                  [r] + [rr for rr, _ in rate])
+    return finish(fig, "O6: cost of per-batch fairness vs batch size; PD's excess vs n", results)
 
 
 # ------------------------------------------------------------------------------------------------ paper B
@@ -333,21 +345,21 @@ def draw_n1(results: list[CheckResult]) -> MplFigure:
     plot_series(a2, found[1][1], xlabel="width m (hidden units)",
                 ylabel=f"logistic loss, {found[1][1].get('ylabel', '')}")
     a2.set_title("width term vs m", fontsize=9)
-    return finish(fig, "N1: projected OGD regret and width term", [found[0][0]])
+    return finish(fig, "N1: projected OGD regret and width term", results)
 
 
 def draw_n2(results: list[CheckResult]) -> MplFigure:
     (r, s), = series_of(results, "lazy_vs_m")[:1]
     fig, (ax,) = new_figure()
     plot_series(ax, s, xlabel="width m (hidden units)", ylabel="fraction / |f - f_lin| (dimensionless)")
-    return finish(fig, "N2: lazy regime vs width", [r])
+    return finish(fig, "N2: lazy regime vs width", results)
 
 
 def draw_n3_floor(results: list[CheckResult]) -> MplFigure:
     (r, s), = series_of(results, "violation_vs_m")[:1]
     fig, (ax,) = new_figure()
     plot_series(ax, s, xlabel="width m (hidden units)", ylabel=s.get("ylabel", "violation"))
-    return finish(fig, "N3: violation of the mixture vs width", [r])
+    return finish(fig, "N3: violation of the mixture vs width", results)
 
 
 def draw_n3_T_B(results: list[CheckResult]) -> MplFigure:
@@ -355,7 +367,7 @@ def draw_n3_T_B(results: list[CheckResult]) -> MplFigure:
     fig, axes = new_figure(2)
     for ax, (_, s), xl in zip(axes, found, ("T (game rounds)", "multiplier bound B"), strict=True):
         plot_series(ax, s, xlabel=xl)
-    return finish(fig, "N3: violation of the mixture vs T and B", [found[0][0]])
+    return finish(fig, "N3: violation of the mixture vs T and B", results)
 
 
 def draw_n4(results: list[CheckResult]) -> MplFigure:
@@ -365,7 +377,7 @@ def draw_n4(results: list[CheckResult]) -> MplFigure:
     for ax, (_, s), xl in zip(axes, found, ("T (game rounds)", "T (game rounds)"), strict=True):
         s = {**s, "y": {names.get(k, k): v for k, v in s["y"].items()}} if isinstance(s["y"], dict) else s
         plot_series(ax, s, xlabel=xl)
-    return finish(fig, "N4: mixture vs last iterate vs averaged weights", [found[0][0]])
+    return finish(fig, "N4: mixture vs last iterate vs averaged weights", results)
 
 
 FIGURES: tuple[Figure, ...] = (
@@ -385,12 +397,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("o3_violation_loglog", "O3", "cumulative violation against T on log-log axes with the fitted "
            "power law and the band of its slope's CI", draw_o3),
     Figure("o4_regret_loglog", "O4", "distortion regret against the aggregate-constraint optimum grows like "
-           "T^a with a <= 1/2, against the pooled projection linearly", draw_o4),
+           "T^a with a <= 1/2, against the pooled projection much faster (nearly linearly)", draw_o4),
     Figure("o5_pooled_vs_weighted", "O5", "the guaranteed weighted gap converges while the pooled gap of all "
            "predictions stays above eps", draw_o5),
     Figure("o6_cost_vs_batch_size", "O6", "the hard per-batch layer's distortion grows as the batch shrinks; "
-           "the primal-dual algorithm approaches the aggregate-constraint optimum (relative excess ~ n^-1/2 "
-           "or faster)", draw_o6),
+           "the primal-dual algorithm (annotated with its weighted gap W) is near the aggregate-constraint "
+           "optimum at small b, and its relative excess falls like n^-1/2 or faster", draw_o6),
     Figure("n1_regret", "N1", "OGD regret on the network stays under R G sqrt(T), and the width term shrinks "
            "as the network widens", draw_n1),
     Figure("n2_lazy", "N2", "the fraction of changed activation patterns and the distance to the "

@@ -2,6 +2,7 @@
 figure from a fresh quick-profile run of its claim (slow)."""
 
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,43 @@ def test_generate_skips_missing_series(tmp_path, monkeypatch):
     assert not (tmp_path / "l4_missing.png").exists()
     assert_png(done["l4_eigenvalues"])
     assert sum(n.startswith("ran L4") for n in notes) == 1          # the claim ran once for both figures
+
+
+TITLE_CASES = [("l5_lipschitz", "L5-dp-firm"), ("o6_cost_vs_batch_size", "O6-x"), ("n1_regret", "N1-x"),
+               ("n2_lazy", "N2-x"), ("n3_violation_floor_vs_m", "N3-x"), ("n3_violation_vs_T_B", "N3-x"),
+               ("n4_output_form", "N4-x")]
+
+
+@pytest.mark.parametrize("spec,failing", TITLE_CASES)
+def test_title_carries_the_verdict_of_every_drawn_quantity(spec, failing):
+    """A FAIL among the cases that judge what the figure draws puts [FAIL] in its title, also when that case
+    does not carry the series (the firm residuals are judged by L5-*-firm; audit: titles said [PASS])."""
+    f = next(f for f in plots.FIGURES if f.name == spec)
+    bad = CheckResult(id=failing, verdict=Verdict.FAIL, figure=1.0, bound=0.0)
+    fig = f.draw(synthetic()[f.claim] + [bad])
+    assert fig._suptitle.get_text().endswith("[FAIL]"), fig._suptitle.get_text()
+    assert f.draw(synthetic()[f.claim])._suptitle.get_text().endswith("[PASS]")
+
+
+def test_l4_histogram_shows_every_eigenvalue():
+    """An eigenvalue of 2 (a wrong Jacobian) lands in a bin; the bins were fixed to [-0.05, 1.05] (audit)."""
+    res = [_res("L4-dp", {"eigenvalues": {"x": list(range(4)), "y": [0.0, 1.0, 2.0, 2.0]}}, bound=1e-13)]
+    fig = plots.draw_l4_eigenvalues(res)
+    counts = [p.get_height() for p in fig.axes[0].patches]
+    assert sum(counts) == 4
+
+
+def test_cli_fails_when_a_requested_figure_is_missing(tmp_path, monkeypatch):
+    """A skipped figure (here: its series is missing) makes ``python -m figures`` exit 1, unless
+    --allow-missing; a tox env that regenerates the figures cannot pass with figures absent (audit)."""
+    from figures.__main__ import main
+
+    bad = plots.Figure("l4_missing", "L4", "", lambda res: plots.series_of(res, "no-such-series"))
+    monkeypatch.setattr(plots, "FIGURES", plots.FIGURES + (bad,))
+    monkeypatch.setattr(sys.modules["figures.__main__"], "FIGURES", plots.FIGURES)
+    args = ["--out", str(tmp_path), "--only", "l4_missing"]
+    assert main(args) == 1
+    assert main(args + ["--allow-missing"]) == 0
 
 
 def test_cli_list(capsys):
