@@ -153,3 +153,39 @@ def test_jsonable_handles_numpy_and_nan():
     np = pytest.importorskip("numpy")
     out = report._jsonable({"a": np.float64(np.nan), "b": np.arange(3), "c": (np.int64(2), Verdict.PASS)})
     assert out == {"a": "nan", "b": [0, 1, 2], "c": [2, "PASS"]}
+
+
+def test_a_broken_figure_keeps_the_report(tmp_path, monkeypatch):
+    """A series that cannot be drawn (len(x) != len(y)) is an error of that record (exit 2), not the loss of
+    the whole run: report.json holds every result (audit: it crashed before writing anything)."""
+    pytest.importorskip("matplotlib")
+
+    def check(ctx):
+        bad = {"curve": {"x": [1, 2, 3], "y": [1.0, 2.0]}}
+        return [CheckResult.compare("Z4-a", 0.5, 1.0, evidence={"series": bad}),
+                CheckResult.compare("Z4-b", 0.5, 1.0)]
+
+    _stand_in(monkeypatch, "Z4", check)
+    assert cli.main(["--claims", "Z4", "--out", str(tmp_path), "--quiet"]) == cli.EXIT_ERROR
+    a, b = _load(tmp_path)["claims"]
+    assert a["verdict"] == "PASS" and "figure_error" in a["evidence"] and a["error"].startswith("figure:")
+    assert b["verdict"] == "PASS"
+
+
+def test_a_broken_dependency_skips_its_claims(tmp_path):
+    """torch installed but failing to import (ImportError, not ModuleNotFoundError: a missing CUDA library)
+    skips the claims that need it with a note; the others run (audit: the CLI crashed, exit 1)."""
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('libtorch_cuda.so: cannot open shared "
+                                                "object file')\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{fake}:{REPO}"}
+    proc = subprocess.run([sys.executable, "-m", "verify", "--claims", "P6", "--out", str(tmp_path / "o"),
+                           "--no-figures"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "claims L1-L7 unavailable: verify.claims_layer needs torch (libtorch_cuda.so" in proc.stderr
+    assert "claims N1-N4 unavailable: a dependency failed to import: libtorch_cuda.so" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "verify", "--claims", "L3", "--out", str(tmp_path / "o"),
+                           "--no-figures"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == cli.EXIT_ERROR
+    assert "unknown claim id(s) ['L3']" in proc.stderr and "claims L1-L7 unavailable" in proc.stderr

@@ -49,7 +49,7 @@ from verify.registry import CheckResult, Claim, Context, Verdict, register
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - verify.claims skips this module without torch
-    raise ModuleNotFoundError("verify.claims_layer needs torch", name="torch") from exc
+    raise ModuleNotFoundError(f"verify.claims_layer needs torch ({exc})", name="torch") from exc
 
 EPS = 0.05
 BOX = (-1.0, 1.0)

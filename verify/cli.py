@@ -116,14 +116,17 @@ def run_claim(claim: Claim, ctx: Context) -> tuple[list[tuple[CheckResult, float
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from verify.claims import SKIPPED
+
     try:
         check_backend(args.backend)
         check_args(args)
         claims = select(args.claims.split(",") if args.claims else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        for name, why in SKIPPED.items():
+            print(f"note: claim module {name} not loaded ({why})", file=sys.stderr)
         return EXIT_ERROR
-    from verify.claims import SKIPPED
 
     progress = _progress_factory(not args.quiet)
     ctx = Context(profile=args.profile, target=args.target, backend=args.backend, seed=args.seed,
@@ -138,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         raised |= err
         for res, secs, error in outcome:
             if not args.no_figures:
-                res.figures = list(res.figures) + report.plot_series(res, args.out)
+                try:
+                    res.figures = list(res.figures) + report.plot_series(res, args.out)
+                except Exception as exc:  # noqa: BLE001 - a broken figure must not lose the run's results
+                    raised = True
+                    error = error or f"figure: {type(exc).__name__}: {exc}"
+                    res.evidence = {**res.evidence, "figure_error": f"{type(exc).__name__}: {exc}"}
             records.append(report.record(claim, res, ctx, secs, error))
         if args.quiet:
             s = report.summarize([claim], records)[0]

@@ -4,18 +4,19 @@ r"""The report of a run: ``report.json`` (a stable interface), ``report.md`` and
 
     {"schema": 1,
      "claims":  [ {"id": "L3-dp-box", "claim": "L3", "verdict": "PASS" | "FAIL" | "INCONCLUSIVE",
-                   "figure": float | null, "bound": float | [lo, hi] | null, "relation": "<=" | ">=" | "in",
+                   "figure": number | null, "bound": number | [lo, hi] | null, "relation": "<=" | ">=" | "in",
                    "provenance": ..., "paper": "A" | "B" | "-", "statement": ..., "tolerance": ...,
                    "target": ..., "backend": ..., "seed": int, "profile": ..., "detail": str,
                    "evidence": {...}, "figures": [paths relative to the report], "seconds": float,
-                   "error": str (only when the check raised)} , ... ],
+                   "error": str (only when the check or its figure raised)} , ... ],
      "summary": [ {"claim": "L3", "verdict": ..., "cases": n, "failed": [ids], "provenance": ...,
                    "statement": ..., "seconds": float}, ... ],
      "metadata": {"profile", "target", "backend", "seed", "claims", "started", "seconds",
                   "versions": {python, numpy, scipy, torch, cvxpy, ...}, "platform", "skipped_modules"}}
 
-One record per case (``CheckResult``); a claim's summary verdict is FAIL if any case FAILs, PASS if
-all PASS, INCONCLUSIVE otherwise. ``evidence["series"]`` (optional) maps a name to
+A *number* is a JSON number, or one of the strings "nan", "inf", "-inf" for a non-finite value (JSON has no
+NaN; a NaN figure is a FAIL). One record per case (``CheckResult``); a claim's summary verdict is FAIL if
+any case FAILs, PASS if all PASS, INCONCLUSIVE otherwise. ``evidence["series"]`` (optional) maps a name to
 ``{"x": [...], "y": [...], "xlabel", "ylabel", "scale": "linear" | "loglog" | "semilogy" | "semilogx"}``
 (``"y"`` may also be a dict label -> list for several curves; optional ``"extra"``: dict label -> list of
 reference curves on the same x, ``"hline"`` / ``"vline"``: a reference level); each series becomes one PNG.
@@ -24,11 +25,12 @@ reference curves on the same x, ``"hline"`` / ``"vline"``: a reference level); e
 from __future__ import annotations
 
 import datetime
-import importlib
+import importlib.metadata
 import json
 import math
 import platform
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,8 @@ import numpy as np
 from verify.registry import CheckResult, Claim, Context, Verdict
 
 SCHEMA = 1
-VERSION_MODULES = ("numpy", "scipy", "torch", "cvxpy", "cvxpylayers", "clarabel", "scs", "sympy")
+VERSION_DISTRIBUTIONS = ("numpy", "scipy", "torch", "triton", "cvxpy", "cvxpylayers", "clarabel", "scs",
+                         "osqp", "ecos", "sympy", "fairlearn", "fairness-training")
 
 
 def _jsonable(x: Any) -> Any:
@@ -101,12 +104,19 @@ def summarize(claims: list[Claim], records: list[dict]) -> list[dict]:
 
 
 def versions() -> dict[str, str | None]:
+    """Python, the installed distributions that a check may use (None: not installed; read from the package
+    metadata, nothing is imported) and the git commit of this checkout (None outside a git checkout)."""
     v: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in VERSION_MODULES:
+    for name in VERSION_DISTRIBUTIONS:
         try:
-            v[name] = getattr(importlib.import_module(name), "__version__", "?")
-        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            v[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             v[name] = None
+    try:
+        v["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                     capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        v["commit"] = None
     return v
 
 
