@@ -64,7 +64,7 @@ def test_fail_exits_nonzero_and_figures(tmp_path, monkeypatch):
     assert figs and (tmp_path / figs[0]).is_file()
 
 
-def test_unsupported_target_is_inconclusive(tmp_path, monkeypatch):
+def test_unsupported_target_is_inconclusive(tmp_path, monkeypatch, capsys):
     def check(ctx):
         raise AssertionError("must not run for an unsupported target")
 
@@ -73,6 +73,7 @@ def test_unsupported_target_is_inconclusive(tmp_path, monkeypatch):
     (rec,) = _load(tmp_path)["claims"]
     assert rec["verdict"] == "INCONCLUSIVE" and "not supported" in rec["detail"]
     assert rec["target"] == "package"
+    assert "no claim was verified" in capsys.readouterr().err
 
 
 def test_raising_check_reported(tmp_path, monkeypatch):

@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(summary)} claims: {n_pass} PASS, {n_fail} FAIL, {len(summary) - n_pass - n_fail} "
           f"INCONCLUSIVE in {meta['seconds']:.1f} s ({args.profile}, target {args.target}, {args.backend})."
           f"\nreport: {mpath}  {jpath}")
+    if summary and n_pass == 0 and n_fail == 0:
+        print("warning: no claim was verified (every claim INCONCLUSIVE); see the details in the report",
+              file=sys.stderr)
     if raised:
         print("error: some checks raised; see the report", file=sys.stderr)
         return EXIT_ERROR
