@@ -30,7 +30,8 @@ class Problem:
     """P independent problems of size b, flattened from the caller's leading dims ``batch_shape``.
 
     z: (P, b); cell: (P, b) int64 (an expanded view when groups are shared); W: (P|1, m, C);
-    center: (P|1, m); valid: (P|1, m) bool; eps: (P,) (may carry autograd); bounds: (lb, ub) or None;
+    center: (P|1, m) (W and center in z's dtype for separable rows, float64 for coupled ones);
+    valid: (P|1, m) bool; eps: (P,) (may carry autograd); bounds: (lb, ub) or None;
     rowof: (C,) row of each cell when the rows have disjoint supports (separable), else None;
     metric_rows: the metric whose rows were built (dp_pairwise with one attribute is dp).
     """
@@ -218,9 +219,14 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         lut[list(cells)] = torch.arange(len(cells), device=z.device)
         cell = lut[code]
     C = len(cells)
+    # Row data in z's dtype for separable rows (solved in that dtype); in float64 for coupled rows, which
+    # the coupled solver solves in float64: rows built from float32 1/n and means are no longer exactly
+    # dependent (mr, several attributes: the groups of every attribute partition the batch), and at
+    # eps = 0 the rounded system is inconsistent, so no pattern certifies (found by an audit).
+    wdtype = z.dtype if separable else torch.float64
     in_cell = _one_hot(cell, C)                                   # (P|1, b, C)
-    counts = in_cell.sum(-2).to(z.dtype)                          # exact integer sums (see _one_hot)
-    sel0, sel1, rowof, names = _structure(metric_rows, k, cells, z.dtype, z.device)
+    counts = in_cell.sum(-2).to(wdtype)                           # exact integer sums (see _one_hot)
+    sel0, sel1, rowof, names = _structure(metric_rows, k, cells, wdtype, z.device)
 
     n0 = counts @ sel0.T                                          # (P|1, m)
     if sel1 is None:                                              # mr: a = 1_S / n_S, c = mean_S(targets)
@@ -229,7 +235,7 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         # an attribute with an empty group is dropped whole (both rows), as the authors do
         valid = ~empty0.unflatten(-1, (-1, 2)).any(-1).repeat_interleave(2, -1)
         W = sel0[None] * (_inv(n0) * valid)[..., None]
-        tsum = torch.where(in_cell, tg.to(torch.float64)[..., None], 0.0).sum(-2).to(z.dtype)  # float64 sums
+        tsum = torch.where(in_cell, tg.to(torch.float64)[..., None], 0.0).sum(-2).to(wdtype)  # float64 sums
         center = (tsum @ sel0.T) * _inv(n0) * valid
         if tsum.shape[0] != W.shape[0]:                           # shared groups, per-problem targets
             W = W.expand(tsum.shape[0], -1, -1)
@@ -240,7 +246,7 @@ def build_problem(z, groups, *, metric: str, eps, bounds=None, targets=None, emp
         valid = ~(empty0 | empty1)
         # a = 1_S0 / n_S0 - 1_S1 / n_S1 where both groups are present, else 0
         W = (sel0 / n0.clamp_min(1)[..., None] - sel1 / n1.clamp_min(1)[..., None]) * valid[..., None]
-        center = torch.zeros(valid.shape, dtype=z.dtype, device=z.device)
+        center = torch.zeros(valid.shape, dtype=wdtype, device=z.device)
     if check:
         _validate(zf, g_in, eps_t, eps_name, tg, metric_rows, empty, counts, valid, empty0, empty1, names,
                   W, center, bounds)

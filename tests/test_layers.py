@@ -477,8 +477,11 @@ def test_float32_groups_larger_than_2_to_24():
     assert abs(float(gap)) <= 0.05 + 1.25e-5 * 2.2, float(gap)
 
 
-@pytest.mark.parametrize("metric,k", SEPARABLE + [("dp_pairwise", 2)])
+@pytest.mark.parametrize("metric,k", SEPARABLE + COUPLED)
 def test_float32_within_derived_tolerance(metric, k):
+    """float32 against the float64 reference on the float32-rounded problem. Coupled rows (mr with two
+    attributes included: at eps = 0 its float32-rounded rows were inconsistent and the solver raised
+    ConvergenceError, found by an audit of the CUDA test of the same instances) are solved in float64."""
     worst = 0.0
     for seed in range(60 if (metric, k) in SEPARABLE else 12):
         inst = make(seed, metric, k, 8 + seed, EPSS[seed % 5], BOUNDS[seed % 4])
