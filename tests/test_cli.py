@@ -190,3 +190,41 @@ def test_a_broken_dependency_skips_its_claims(tmp_path):
                            "--no-figures"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == cli.EXIT_ERROR
     assert "unknown claim id(s) ['L3']" in proc.stderr and "claims L1-L7 unavailable" in proc.stderr
+
+
+def test_option_reaches_the_check(tmp_path, monkeypatch, capsys):
+    """--option KEY=VALUE fills Context.options (ints where the value is integral: T=3e5 -> 300000)."""
+    seen = []
+
+    def check(ctx):
+        seen.append(dict(ctx.options))
+        return [CheckResult.compare("Z3", 1.0, 1.0)]
+
+    _stand_in(monkeypatch, "Z3", check)
+    argv = ["--claims", "Z3", "--out", str(tmp_path), "--quiet", "--option", "T=3e5", "--option", "eta=0.5",
+            "--option", "mode=fast"]
+    assert cli.main(argv) == 0
+    assert seen == [{"T": 300000, "eta": 0.5, "mode": "fast"}]
+    assert cli.main(["--claims", "Z3", "--out", str(tmp_path), "--option", "T"]) == cli.EXIT_ERROR
+    assert "--option must read KEY=VALUE" in capsys.readouterr().err
+
+
+def test_partial_report_after_each_claim(tmp_path, monkeypatch):
+    """After each claim but the last, report.json holds the results so far (metadata.complete false): a run
+    cut short (a timeout on a lent GPU) keeps what finished."""
+    seen = []
+
+    def first(ctx):
+        return [CheckResult.compare("Z1", 1.0, 1.0)]
+
+    def second(ctx):
+        seen.append(_load(tmp_path))            # the report as it stands while the second claim runs
+        return [CheckResult.compare("Z2", 1.0, 1.0)]
+
+    _stand_in(monkeypatch, "Z1", first)
+    _stand_in(monkeypatch, "Z2", second)
+    assert cli.main(["--claims", "Z1,Z2", "--out", str(tmp_path), "--quiet"]) == 0
+    (partial,) = seen
+    assert [r["id"] for r in partial["claims"]] == ["Z1"] and partial["metadata"]["complete"] is False
+    final = _load(tmp_path)
+    assert [r["id"] for r in final["claims"]] == ["Z1", "Z2"] and final["metadata"]["complete"] is True

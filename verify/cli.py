@@ -40,7 +40,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed of every random instance (default: 0)")
     p.add_argument("--no-figures", action="store_true", help="do not draw figures")
     p.add_argument("--quiet", action="store_true", help="print only the per-claim lines, no progress bar")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a size option passed to the checks (Context.options), repeatable; e.g. T=300000 and "
+                        "seeds=256 for O3/O4, N=4096 for O6 (numbers are read as int or float)")
     return p
+
+
+def parse_options(items: list[str]) -> dict:
+    """["T=3e5", "seeds=256"] -> {"T": 300000, "seeds": 256}; ValueError naming a malformed item."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"--option must read KEY=VALUE, got {item!r}")
+        try:
+            num = float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+            continue
+        out[key.strip()] = int(num) if num.is_integer() else num
+    return out
 
 
 def check_backend(backend: str) -> None:
@@ -121,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_backend(args.backend)
         check_args(args)
+        options = parse_options(args.option)
         claims = select(args.claims.split(",") if args.claims else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -130,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = _progress_factory(not args.quiet)
     ctx = Context(profile=args.profile, target=args.target, backend=args.backend, seed=args.seed,
-                  out=args.out, progress=progress)
+                  out=args.out, progress=progress, options=options)
     started = datetime.datetime.now()
     t0 = time.perf_counter()
     records: list[dict] = []
     raised = False
     items = progress(claims, "claims") if progress else claims
+    done: list = []
     for claim in items:
         outcome, err = run_claim(claim, ctx)
         raised |= err
@@ -148,12 +169,16 @@ def main(argv: list[str] | None = None) -> int:
                     error = error or f"figure: {type(exc).__name__}: {exc}"
                     res.evidence = {**res.evidence, "figure_error": f"{type(exc).__name__}: {exc}"}
             records.append(report.record(claim, res, ctx, secs, error))
+        done.append(claim)
+        if len(done) < len(claims):      # partial report after each claim: a run cut short keeps its results
+            meta = report.metadata(ctx, [c.id for c in claims], started, time.perf_counter() - t0, SKIPPED)
+            report.write(args.out, records, report.summarize(done, records), {**meta, "complete": False})
         if args.quiet:
             s = report.summarize([claim], records)[0]
             print(f"{s['claim']:6s} {s['verdict']:13s} {s['cases']} case(s)", flush=True)
     summary = report.summarize(claims, records)
     meta = report.metadata(ctx, [c.id for c in claims], started, time.perf_counter() - t0, SKIPPED)
-    jpath, mpath = report.write(args.out, records, summary, meta)
+    jpath, mpath = report.write(args.out, records, summary, {**meta, "complete": True})
     if not args.quiet:
         print("\n".join(report.table_lines(summary, records)))
     for name, why in SKIPPED.items():

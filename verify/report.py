@@ -11,7 +11,8 @@ r"""The report of a run: ``report.json`` (a stable interface), ``report.md`` and
                    "error": str (only when the check or its figure raised)} , ... ],
      "summary": [ {"claim": "L3", "verdict": ..., "cases": n, "failed": [ids], "provenance": ...,
                    "statement": ..., "seconds": float}, ... ],
-     "metadata": {"profile", "target", "backend", "seed", "claims", "started", "seconds",
+     "metadata": {"complete": bool (false in the partial report written after each claim but the last),
+                  "profile", "target", "backend", "seed", "options", "claims", "started", "seconds",
                   "versions": {python, numpy, scipy, torch, cvxpy, ...}, "platform", "skipped_modules"}}
 
 A *number* is a JSON number, or one of the strings "nan", "inf", "-inf" for a non-finite value (JSON has no
@@ -123,7 +124,8 @@ def versions() -> dict[str, str | None]:
 def metadata(ctx: Context, claim_ids: list[str], started: datetime.datetime, seconds: float,
              skipped: dict[str, str]) -> dict:
     return {"profile": ctx.profile, "target": ctx.target, "backend": ctx.backend, "seed": ctx.seed,
-            "claims": claim_ids, "started": started.isoformat(timespec="seconds"),
+            "options": dict(ctx.options), "claims": claim_ids,
+            "started": started.isoformat(timespec="seconds"),
             "seconds": round(seconds, 2), "versions": versions(), "platform": platform.platform(),
             "skipped_modules": dict(skipped)}
 
