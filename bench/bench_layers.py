@@ -69,9 +69,17 @@ def instance(b: int, seed: int = 0, batch: tuple = ()):
     return z, g, v
 
 
-def timer(fn, device: torch.device, repeats: int) -> float:
-    """Median wall time of fn() in seconds, after one warm-up call."""
-    fn()
+def timer(fn, device: torch.device, repeats: int, warmup_s: float = 0.2) -> float:
+    """Median wall time of fn() in seconds, after warm-up calls for at least ``warmup_s`` seconds (and at
+    least one: compiles, autotuning, allocator; on a GPU the warm-up also lifts the SM clock from idle --
+    an idle H200 sits at ~345 MHz, ~1980 under load -- after the seconds of host-only setup at large b)."""
+    t_end = time.perf_counter() + warmup_s
+    while True:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if time.perf_counter() >= t_end:
+            break
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -193,6 +201,7 @@ def bench_sizes(args, out: dict) -> None:
             row["floor_speedup_vs_cvx_once"] = row["cvx_once_fwdbwd_s"] / floor
         rows.append(row)
         print(json.dumps(row), flush=True)
+        checkpoint(args, out)
 
 
 def bench_cvx(z0, g0, v0, repeats: int) -> dict:
@@ -249,6 +258,7 @@ def bench_batched(args, out: dict) -> None:
         row["cvx_extrapolated_from"] = n
     out["batched"] = row
     print(json.dumps(row), flush=True)
+    checkpoint(args, out)
 
 
 # z ~ N(mean, sd) + offset * g: "narrow" few clipped, "wide" many clipped, "logit" raw scores (most clipped)
@@ -286,6 +296,14 @@ def bench_accuracy(out: dict, sizes=(256, 1024, 4096, 16384)) -> None:
                "vjp_rel_err": float(dg.norm() / vjp_exact.norm()), "scs_inaccurate_warning": inaccurate}
         rows.append(row)
         print(json.dumps(row), flush=True)
+
+
+def checkpoint(args, out: dict) -> None:
+    """Rewrite --json with the results so far (after every row: a part cut short by its timeout or a
+    crashed CUDA context keeps what it measured)."""
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
 
 
 def main(argv=None) -> dict:
@@ -330,9 +348,7 @@ def main(argv=None) -> dict:
         if not args.no_batched:
             bench_batched(args, out)
     out["loadavg_end"] = os.getloadavg()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    checkpoint(args, out)
     return out
 
 

@@ -225,9 +225,9 @@ def main(argv=None) -> list[dict]:
         rec.update(meta)
         print(json.dumps(rec), flush=True)
         out.append(rec)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        if args.json:                                # after every part: a timeout keeps what ran
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=1)
     return out
 
 

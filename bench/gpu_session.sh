@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for a short GPU session (per-part timeouts sum to 560 s, under the device tool's 600 s per command;
+# One command for a short GPU session (per-part timeouts sum to 520 s, under the device tool's 600 s per command;
 # ~4-6 min expected on an H200, machine start not included):
 #   bash bench/gpu_session.sh            # CUDA tests, layer benchmarks on CUDA, online benchmark on CUDA
 #   bash bench/gpu_session.sh --smoke    # tiny sizes, CUDA parts skip: checks the script end to end on a CPU
@@ -10,7 +10,7 @@
 #                                        # (55 s on the 2-core CPU without cvxpy: L2's cvxpy cases INCONCLUSIVE)
 # Needs python3 with torch (CUDA build), numpy, scipy, pytest, hypothesis; cvxpy/cvxpylayers are optional
 # (the authors' layer is skipped without them). Writes everything under $OUT (default ./bench/out):
-#   env.txt, summary.txt (one line per part: rc, seconds), <part>.log, pytest_cuda.xml,
+#   env.txt, dmon.txt (GPU clocks), summary.txt (one line per part: rc, seconds), <part>.log, pytest_cuda.xml,
 #   bench_layers_cuda.json, bench_fused_cuda.json, bench_online_cuda.json.
 # Each part has its own timeout (a hang costs that part only); rc 124 in summary.txt = timed out
 # (137: killed 10 s after the timeout).
@@ -49,6 +49,12 @@ part() {   # part NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc an
     "$PY" -c "import triton; print('triton', triton.__version__)" 2>&1 | tail -n 1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+# GPU clocks and power once a second for the whole session (dmon.txt): were the timings taken at load clocks?
+if command -v nvidia-smi > /dev/null 2>&1; then
+    nvidia-smi dmon -s pc -d 1 > "$OUT/dmon.txt" 2>&1 &
+    DMON=$!
+    trap 'kill "$DMON" 2> /dev/null' EXIT
+fi
 
 if [ "$O3FULL" = 1 ]; then
     # T sized so that both scenarios fit the part's 330 s: from bench_online's eager CUDA step time of the
@@ -82,13 +88,14 @@ elif [ "$SMOKE" = 1 ]; then
 else
     # (1) every fast CUDA-marked test of the suite, tests/test_layers_cuda.py included (~1-2 min expected;
     #     the slow ones, the claims registry on CUDA, run with --verify)
-    part tests_cuda 150 "$PY" -m pytest -q -rs --durations=15 -m "cuda and not slow" tests --continue-on-collection-errors \
+    part tests_cuda 130 "$PY" -m pytest -q -rs --durations=15 -m "cuda and not slow" tests \
+        --continue-on-collection-errors \
         --junitxml "$OUT/pytest_cuda.xml"
     # (1b) the fused Triton forward's own tests, on CUDA (compiled kernels; CI runs them interpreted)
     part tests_fused 60 "$PY" -m pytest -q -rs tests/test_fused.py --junitxml "$OUT/pytest_fused.xml"
     # (2) layers on CUDA: b up to 1e8 (f32 forward / one d2d copy of z: fwd_over_copy), 4096 x 256 fwd+bwd;
     #     the authors' layer only where cvxpylayers is installed (b <= 2000 to keep the budget)
-    part bench_layers 160 "$PY" -m bench.bench_layers --device cuda \
+    part bench_layers 140 "$PY" -m bench.bench_layers --device cuda \
         --sizes 256 2000 16384 1e5 1e6 1e7 1e8 --repeats 20 --cvx-repeats 3 --cvx-max 2000 \
         --json "$OUT/bench_layers_cuda.json"
     # (2b) the fused Triton forward at b = 1e8 float32, kernel by kernel, K = 8, 16, 32 (compiles ~3 x 4
