@@ -7,10 +7,11 @@ Times forward+backward, side by side in one process, of
 for dp with one attribute (the authors' main setting), box (0, 1), eps = 0.05, z ~ N(0.5, 0.3) with a
 group offset of 0.2 (so the row is active), one backward of a fixed random cotangent. Plus the batched
 case 4096 problems x b = 256 and, on CUDA, the forward of b = 1e8 in float32 against one device-to-device
-copy of z (the memory-bandwidth floor). Medians of --repeats runs after one warm-up
-(``torch.cuda.Event`` timing on CUDA). ``--accuracy`` also records the authors' layer at its default
-solver settings: max |y - y_exact| and max constraint violation for b in {256, 1024, 4096, 16384}, in
-two regimes (few / many coordinates clipped by the box).
+copy of z (the memory-bandwidth floor; only at b = 1e8 is the copy a DRAM copy: below ~1e7 float32, z fits
+an H200's 60 MB L2, so ``*_over_copy`` at those sizes is not comparable with the target). Medians of
+--repeats runs after >= 0.2 s of warm-up calls (``torch.cuda.Event`` timing on CUDA). ``--accuracy`` also
+records the authors' layer at its default solver settings: max |y - y_exact| and max constraint violation
+for b in {256, 1024, 4096, 16384}, in two regimes (few / many coordinates clipped by the box).
 
 On CUDA from b = 1e5 on, also the fused Triton forward (``layers.project(fused=True)``, :mod:`layers._fused`)
 with and without input validation (``check``), and the eager forward without it, each against the copy
