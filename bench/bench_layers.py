@@ -10,8 +10,9 @@ case 4096 problems x b = 256 and, on CUDA, the forward of b = 1e8 in float32 aga
 copy of z (the memory-bandwidth floor; only at b = 1e8 is the copy a DRAM copy: below ~1e7 float32, z fits
 an H200's 60 MB L2, so ``*_over_copy`` at those sizes is not comparable with the target). Medians of
 --repeats runs after >= 0.2 s of warm-up calls (``torch.cuda.Event`` timing on CUDA). ``--accuracy`` also
-records the authors' layer at its default solver settings: max |y - y_exact| and max constraint violation
-for b in {256, 1024, 4096, 16384}, in two regimes (few / many coordinates clipped by the box).
+records the authors' layer at its default solver settings: max |y - y_exact|, max constraint violation and
+the error of its vector-Jacobian product, for b in {256, 1024, 4096, 16384}, in three regimes
+(``REGIMES``: few / many / most coordinates clipped by the box).
 
 On CUDA from b = 1e5 on, also the fused Triton forward (``layers.project(fused=True)``, :mod:`layers._fused`)
 with and without input validation (``check``), and the eager forward without it, each against the copy

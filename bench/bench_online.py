@@ -211,9 +211,12 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--cvxpy-steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--parts", nargs="+", default=["eager", "graph", "cvxpylayers", "reference"])
+    ap.add_argument("--parts", nargs="+", default=["eager", "graph", "cvxpylayers", "reference"],
+                    choices=["eager", "graph", "cvxpylayers", "reference"])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but CUDA is not available")
     torch.set_num_threads(args.threads)
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), python=platform.python_version(),
                 machine=platform.machine(),

@@ -1,7 +1,7 @@
 """``python -m verify``: run the registered claims, print the checklist, write the report.
 
     python -m verify [--profile quick|full] [--target ours|paper|package] [--backend cpu|cuda]
-                     [--claims L3,O1] [--out DIR] [--seed N] [--no-figures] [--quiet]
+                     [--claims L3,O1] [--out DIR] [--seed N] [--no-figures] [--quiet] [--option KEY=VALUE]
 
 Exit status: 0 when no case FAILs, 1 when some case FAILs, 2 on a usage error (unknown claim, CUDA
 requested but absent) or when a check raised (its cases are reported INCONCLUSIVE with the error).
