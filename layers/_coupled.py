@@ -478,14 +478,26 @@ def penalized(prob, lam: torch.Tensor, need_grad: bool) -> torch.Tensor:
         return y.to(prob.z.dtype)
     z = prob.z.to(torch.float64)
     d_eps = _data(prob, t_star)
-    q = _rhs(d_eps, pat.free, pat.yfix, z, torch.zeros_like(d_eps.c), pat.T)   # A_TF z_F + A_TX y_X - c_T
+    free, yfix = pat.free, pat.yfix
+    # A coordinate that the certified y puts on a bound is clamped in the linear map. The pattern can read it
+    # as free when t* sits on a breakpoint of the pattern (dependent rows: dp_pairwise with 3 attributes,
+    # ~3% of random boxed instances); the linear map on that free set was off by 0.18 (below the box) and
+    # its Jacobian matched neither one-sided derivative (audit). Clamped, both are right (tests/test_layers).
+    if prob.bounds is not None:
+        lb, ub = prob.bounds
+        tol = kkt_tolerance(d.z.shape[1]) * (1.0 + d.z.abs().amax(1, keepdim=True))
+        on_lb, on_ub = free & (pat.y <= lb + tol), free & (pat.y >= ub - tol)
+        free = free & ~on_lb & ~on_ub
+        yfix = torch.where(on_lb, torch.full_like(yfix, lb),
+                           torch.where(on_ub, torch.full_like(yfix, ub), yfix))
+    q = _rhs(d_eps, free, yfix, z, torch.zeros_like(d_eps.c), pat.T)   # A_TF z_F + A_TX y_X - c_T
     s = pat.sign
-    M = d_eps.gram(pat.free) * pat.T[:, :, None] * pat.T[:, None, :]
+    M = d_eps.gram(free) * pat.T[:, :, None] * pat.T[:, None, :]
     K = torch.cat([torch.cat([M, s[:, :, None]], 2),
                    torch.cat([s[:, None, :], torch.zeros_like(s[:, :1, None])], 2)], 1)
     rhs = torch.cat([q, lam.to(torch.float64)[:, None] / 2], 1)
     sol = (torch.linalg.pinv(K.detach(), hermitian=True) @ rhs[..., None])[..., 0]
-    y_level = torch.where(pat.free, z - d_eps.shift(sol[:, :-1]), pat.yfix)
+    y_level = torch.where(free, z - d_eps.shift(sol[:, :-1]), yfix)
     y_zero = _assemble(prob, d, pat, torch.zeros(P, dtype=torch.float64, device=z.device), True)
     y = torch.where(level[:, None], y_level.to(prob.z.dtype), torch.where(on[:, None], y_zero, y_clip))
     return y

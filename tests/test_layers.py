@@ -630,6 +630,58 @@ def test_no_grad_path_equals_grad_path():
     assert torch.equal(y0, y2)
 
 
+@pytest.mark.parametrize("metric,k", SEPARABLE + COUPLED)
+def test_grad_path_values_match_reference(metric, k):
+    """With requires_grad the layer rebuilds y from the certified pattern (coupled rows: y_F = z_F -
+    (W^T Mp q(z, eps))_F; separable: the differentiable row output), a second computation of the values:
+    they must equal the reference as the no-grad path does, for project and for the penalised step.
+    gradcheck cannot see a wrong value whose derivative is consistent with it (audit: eps doubled in the
+    coupled assembly gave |y - y_ref| = 0.074 and twice the allowed gap, and no test failed)."""
+    for seed, bounds in [(1, None), (2, (-1.0, 2.0)), (3, (0.0, 3.5))]:
+        inst = make(seed, metric, k, 14 + seed, 0.05, bounds)
+        t = lambda x, grad=False: torch.tensor(x, dtype=torch.float64, requires_grad=grad)
+        scale = 1 + np.abs(inst["z"]).max()
+        y_ref = reference.project(**inst)
+        y = layers.project(t(inst["z"], True), torch.as_tensor(inst["groups"]), metric=metric,
+                           eps=t(inst["eps"], True), bounds=bounds, targets=t(inst["targets"]), empty="drop")
+        assert y.requires_grad
+        assert np.abs(y.detach().numpy() - y_ref).max() <= 1e-12 * scale        # as _agree
+        lam = 3.0
+        p_ref = reference.penalized_step(inst["z"], inst["groups"], lam=lam, bounds=bounds, metric=metric,
+                                         targets=inst["targets"])
+        p = layers.penalized_step(t(inst["z"], True), torch.as_tensor(inst["groups"]), lam=t(lam, True),
+                                  bounds=bounds, metric=metric, targets=t(inst["targets"]))
+        assert p.requires_grad
+        # as test_penalized_step_several_rows_matches_reference: the level search's 2e-12 lam on top
+        assert np.abs(p.detach().numpy() - p_ref).max() <= 1e-12 * scale + 2e-12 * lam
+
+
+# dp_pairwise with 3 attributes, boxed: t* of the penalised step on a breakpoint of its pattern (a coordinate
+# exactly at a bound read as free); the backward's linear map was wrong there (audit), (seed, bounds, lam)
+PEN_BREAKPOINTS = [(6, (-1.0, 2.0), 0.3), (6, (0.0, 3.5), 0.3), (8, (0.0, 3.5), 0.3), (26, (-1.0, 2.0), 0.3),
+                   (31, (-1.0, 2.0), 0.3), (31, (0.0, 3.5), 3.0), (33, (-1.0, 2.0), 0.3)]
+
+
+@pytest.mark.parametrize("seed,bounds,lam", PEN_BREAKPOINTS)
+def test_penalized_step_jacobian_at_pattern_breakpoints(seed, bounds, lam):
+    """J u of the penalised step equals one of the one-sided difference quotients of the reference
+    (g(z + h u) - g(z)) / h or (g(z) - g(z - h u)) / h along random u (a piecewise-affine map: the
+    quotients are exact for h below the distance to the next kink, up to round-off 1e-12 scale / h)."""
+    inst = make(seed, "dp_pairwise", 3, 10 + seed % 20, 0.05, bounds)
+    g = torch.as_tensor(inst["groups"])
+    f = lambda zz: layers.penalized_step(zz, g, lam=lam, bounds=bounds, metric="dp_pairwise")
+    kw = dict(lam=lam, bounds=bounds, metric="dp_pairwise")
+    ref = lambda zz: reference.penalized_step(zz, inst["groups"], **kw)
+    J = torch.autograd.functional.jacobian(f, torch.tensor(inst["z"])).numpy()
+    y, h, rng = ref(inst["z"]), 1e-7, np.random.default_rng(seed)
+    for _ in range(5):
+        u = rng.normal(size=inst["z"].size)
+        u /= np.linalg.norm(u)
+        fwd, bwd = (ref(inst["z"] + h * u) - y) / h, (y - ref(inst["z"] - h * u)) / h
+        err = min(np.abs(J @ u - fwd).max(), np.abs(J @ u - bwd).max())
+        assert err <= 1e-12 * (1 + np.abs(inst["z"]).max()) / h, err
+
+
 def test_fairness_layer_module_learns_eps():
     rng = np.random.default_rng(8)
     g = torch.tensor(rng.integers(0, 2, 32))
