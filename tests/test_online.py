@@ -591,3 +591,33 @@ def test_o3_reference_engine_without_torch_path():
     assert O1.shape == (2,) and np.all(O1 <= 0)
     fit = fit_loglog(idx + 1.0, C, burn_in=30, seeds_axis=0)
     assert 0.2 <= fit.slope <= 0.6, fit
+
+
+def test_o1_allowance_is_tight(monkeypatch):
+    """O1's float64 allowance (OnlineTrace.roundoff, ~1e-15 here) must be far below any real violation: the
+    bound shrunk by a relative 1e-9 (a violation of ~5e-11 at T = 1, where the bound is an equality) FAILs O1.
+    An allowance 1e12 times too large (1e-3, 2% of eps) passed every other test (mutation audit)."""
+    true_bound = ref.OnlineTrace.bound
+
+    def shrunk(self, variant="last", eta=None):
+        return true_bound(self, variant, eta) * (1 - 1e-9)
+
+    monkeypatch.setattr(ref.OnlineTrace, "bound", shrunk)
+    batches = make_stream(50, seed=0, noise=0.5).batches
+    tr = ref.run_online(batches, eps=0.05)
+    assert float(np.max(tr.roundoff())) < 1e-12
+    assert float(np.max(tr.weighted_gap() - tr.bound("last") - tr.roundoff())) > 0
+    results = REGISTRY["O1"].run(Context())
+    assert any(r.verdict == Verdict.FAIL for r in results)
+
+
+def test_bound_max_uses_the_running_maximum():
+    """bound("max") = eps + max_{t<=T+1} lambda_t / (eta_T N_T), not lambda_{T+1}: on a trace whose lambda
+    falls, the two differ (a mutant using lambda_{T+1} for "max" passed, mutation audit)."""
+    batches = make_stream(200, seed=1, noise=0.5).batches
+    tr = ref.run_online(batches, eps=0.05)
+    run_max = np.maximum.accumulate(tr.lam)[1:]
+    assert np.any(run_max > tr.lam[1:])                       # lambda does fall somewhere on this stream
+    expect = tr.eps + run_max / (tr.eta_last() * tr.N)
+    np.testing.assert_allclose(tr.bound("max"), expect, rtol=1e-15)
+    assert np.any(tr.bound("max") > tr.bound("last"))
