@@ -413,3 +413,18 @@ def test_constraint_rows():
     assert C.names == ("eo[a0,y=0]", "eo[a1,y=0]", "eo[a1,y=1]")
     with pytest.raises(ValueError, match="empty group"):
         build_constraints(g, "eo", eps=0.1, b=5, targets=t)
+
+
+def test_solve_raises_when_its_answer_fails_the_certificate(monkeypatch):
+    """The final KKT check is a real safety net: a separable solve that returns a wrong multiplier (here
+    doubled) raises ConvergenceError instead of returning an uncertified y (a net loosened 1e5-fold passed
+    every other test, mutation audit)."""
+    import reference.projection as rp
+
+    true_nu = rp._separable_nu
+    monkeypatch.setattr(rp, "_separable_nu", lambda z, C: 2.0 * true_nu(z, C))
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 2, 40)
+    z = rng.normal(0, 1, 40) + g
+    with pytest.raises(rp.ConvergenceError, match="KKT residual"):
+        rp.solve(z, g, metric="dp", eps=0.05, bounds=(-1.0, 2.0))
