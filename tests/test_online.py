@@ -621,3 +621,20 @@ def test_bound_max_uses_the_running_maximum():
     expect = tr.eps + run_max / (tr.eta_last() * tr.N)
     np.testing.assert_allclose(tr.bound("max"), expect, rtol=1e-15)
     assert np.any(tr.bound("max") > tr.bound("last"))
+
+
+def test_eta_last_is_forward_filled_over_hard_batches():
+    """eta_T of the bound is the step of the last dual update up to T: over hard batches (b >= b_tau, no dual
+    update, eta_t recorded as 0) it carries the previous step forward; inf before any update. A version
+    without the fill (the bound collapsing to eps at hard batches) passed every other test (mutation
+    audit)."""
+    stream = make_stream(30, seed=2, noise=0.5, batch_size=(2, 64)).batches
+    tr = ref.run_online(stream, eps=0.05, b_tau=32)
+    assert tr.hard.any() and (~tr.hard).any()
+    want, last = [], np.inf
+    for t in range(tr.T):
+        if not tr.hard[t]:
+            last = tr.eta[t]
+        want.append(last)
+    np.testing.assert_array_equal(tr.eta_last(), want)
+    assert np.all(np.isfinite(tr.bound("last")[np.isfinite(want)]))
