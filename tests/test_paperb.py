@@ -125,6 +125,36 @@ def test_game_records_are_consistent():
     assert float(g.max_dist.max()) <= 3.0 * (1 + 4 * U)
 
 
+def test_game_constants_exponentiated_gradient_and_gradient_bound():
+    """The game's pieces that no inequality check pins (mutation audit: each could be changed unseen):
+    * eg_lambda has the slack vertex 0: at theta = 0 every lam_k = B / (K + 1), and theta -> -inf gives
+      lam -> 0 (without the slack vertex lam lives on the face sum lam = B);
+    * eta_lam = sqrt(2 log(K + 1) / T) / (1 + eps) (rho = 1 + eps bounds |gamma - eps|) and
+      eta_w = R / (G sqrt T);
+    * G = 1 + B/2 (||grad f|| <= 1, |l'| <= 1, sigmoid' <= 1/4, ||a_k||_1 = 2) bounds ||grad_W L||,
+      measured at the extreme multipliers lam = B e_k on scaled initial weights."""
+    K, B = 4, 5.0
+    lam0 = pb.eg_lambda(torch.zeros(K, dtype=torch.float64), B)
+    torch.testing.assert_close(lam0, torch.full((K,), B / (K + 1), dtype=torch.float64), rtol=0, atol=1e-15)
+    assert float(pb.eg_lambda(torch.full((K,), -60.0, dtype=torch.float64), B).sum()) < 1e-20
+    assert pb.game_gradient_bound(B) == 1 + B / 2
+    X, A, Y, W0, b = _problem(m=32, n=60)
+    rows = torch.as_tensor(np.stack([pb.constraint_rows(a.numpy(), y.numpy().astype(int), "eo")
+                                     for a, y in zip(A, Y, strict=True)]))
+    T, eps, R = 40, 0.02, 3.0
+    g = pb.fair_game(X, Y, rows, eps, W0, b, R, B, T)
+    assert g.eta_lam == pytest.approx(math.sqrt(2 * math.log(rows.shape[1] + 1) / T) / (1 + eps), rel=1e-15)
+    assert g.eta_w == pytest.approx(R / ((1 + B / 2) * math.sqrt(T)), rel=1e-15)
+    worst = 0.0
+    for k in range(rows.shape[1]):
+        lam = torch.zeros(rows.shape[0], rows.shape[1], dtype=X.dtype)
+        lam[:, k] = B
+        for scale in (0.0, 1.0, 10.0):
+            _, grad, *_ = pb.lagrangian(W0 * scale, b, X, 2 * Y - 1, rows, eps, lam)
+            worst = max(worst, float(grad.flatten(1).norm(dim=1).max()))
+    assert worst <= pb.game_gradient_bound(B)
+
+
 def test_data_is_seeded_and_splits_share_the_labelling_rule():
     a, b2 = pb.make_data(400, 4, 3), pb.make_data(400, 4, 3)
     assert np.array_equal(a.X, b2.X) and np.array_equal(a.Y, b2.Y)
