@@ -349,14 +349,14 @@ def draw_n1(results: list[CheckResult]) -> MplFigure:
 
 
 def draw_n2(results: list[CheckResult]) -> MplFigure:
-    (r, s), = series_of(results, "lazy_vs_m")[:1]
+    (_, s), = series_of(results, "lazy_vs_m")[:1]
     fig, (ax,) = new_figure()
     plot_series(ax, s, xlabel="width m (hidden units)", ylabel="fraction / |f - f_lin| (dimensionless)")
     return finish(fig, "N2: lazy regime vs width", results)
 
 
 def draw_n3_floor(results: list[CheckResult]) -> MplFigure:
-    (r, s), = series_of(results, "violation_vs_m")[:1]
+    (_, s), = series_of(results, "violation_vs_m")[:1]
     fig, (ax,) = new_figure()
     plot_series(ax, s, xlabel="width m (hidden units)", ylabel=s.get("ylabel", "violation"))
     return finish(fig, "N3: violation of the mixture vs width", results)

@@ -714,13 +714,20 @@ def check_l3(ctx: Context) -> list[CheckResult]:
     return out
 
 
-def _exact_projector(inst: Instance) -> tuple[np.ndarray, float]:
-    """(projector of the exact solution's active set (b, b), its Gram condition kappa) for ``inst``."""
+def _exact_active_set(inst: Instance):
+    """(exact solution ``reference.solve``, its active rows (m,) and free coordinates (b,) read at 1e-9
+    scale, the Gram condition kappa of the active rows) for ``inst``."""
     sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
                           targets=inst.targets)
     tol = 1e-9 * scale_of(inst.z)
     rows, free = active_set(sol.constraints, sol.y, tol=tol)
-    return projector_jacobian(sol.constraints.A[rows], free), gram_condition(sol.constraints, sol.y, tol)
+    return sol, rows, free, gram_condition(sol.constraints, sol.y, tol)
+
+
+def _exact_projector(inst: Instance) -> tuple[np.ndarray, float]:
+    """(projector of the exact solution's active set (b, b), its Gram condition kappa) for ``inst``."""
+    sol, rows, free, kappa = _exact_active_set(inst)
+    return projector_jacobian(sol.constraints.A[rows], free), kappa
 
 
 def _l3_float32(ctx: Context, layer: Layer) -> CheckResult:
@@ -751,7 +758,7 @@ def _l3_batched(ctx: Context, layer: Layer, n_problems: int = 3) -> list[CheckRe
     for ci, (case, box) in enumerate(all_cases()):
         rng = _seed(ctx, 35, ci)
         inst = make_instance(case, box, b, rng)
-        Z = np.stack([inst.z] + [make_instance(case, box, b, rng).z for _ in range(n_problems - 1)])
+        Z = np.stack([inst.z] + [inst.z + rng.normal(0.0, 1.0, b) for _ in range(n_problems - 1)])
         if box:
             Z[1:, 0] = 3.0 * np.sign(Z[1:, 0] + 0.5)         # a clamped coordinate the first may not have
         want = np.zeros((n_problems, b, n_problems, b))
@@ -783,12 +790,8 @@ def _l3_solver_layer(ctx: Context, layer: Layer) -> list[CheckResult]:
     set (reference.solve), the bound from the solver's tolerance (see the claim's tolerance text)."""
     out = []
     for lab, inst, rng in _l3_instances(ctx, "L3 Jacobians (solver layer)"):
-        b = inst.b
-        sol = reference.solve(inst.z, inst.groups, metric=inst.metric, eps=inst.eps, bounds=inst.bounds,
-                              targets=inst.targets)
-        s = scale_of(inst.z)
-        kappa = gram_condition(sol.constraints, sol.y, 1e-9 * s)
-        rows, free = active_set(sol.constraints, sol.y, tol=1e-9 * s)
+        b, s = inst.b, scale_of(inst.z)
+        sol, rows, free, kappa = _exact_active_set(inst)
         J_exact = projector_jacobian(sol.constraints.A[rows], free)
         try:
             J = layer.jacobian(inst)

@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     records: list[dict] = []
     raised = False
+    ids = [c.id for c in claims]
+    meta = report.metadata(ctx, ids, started, 0.0, SKIPPED)     # versions read once; seconds set below
     items = progress(claims, "claims") if progress else claims
     done: list = []
     for claim in items:
@@ -170,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                     res.evidence = {**res.evidence, "figure_error": f"{type(exc).__name__}: {exc}"}
             records.append(report.record(claim, res, ctx, secs, error))
         done.append(claim)
+        meta["seconds"] = round(time.perf_counter() - t0, 2)
         if len(done) < len(claims):      # partial report after each claim: a run cut short keeps its results
-            meta = report.metadata(ctx, [c.id for c in claims], started, time.perf_counter() - t0, SKIPPED)
             report.write(args.out, records, report.summarize(done, records), {**meta, "complete": False})
         if args.quiet:
             s = report.summarize([claim], records)[0]
             print(f"{s['claim']:6s} {s['verdict']:13s} {s['cases']} case(s)", flush=True)
     summary = report.summarize(claims, records)
-    meta = report.metadata(ctx, [c.id for c in claims], started, time.perf_counter() - t0, SKIPPED)
+    meta["seconds"] = round(time.perf_counter() - t0, 2)
     jpath, mpath = report.write(args.out, records, summary, {**meta, "complete": True})
     if not args.quiet:
         print("\n".join(report.table_lines(summary, records)))
